@@ -1,0 +1,62 @@
+"""Keypoint normalisation for motion transfer (relative motion, jacobians, movement-scale adaptation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial import ConvexHull, QhullError
+
+from ..ops import inverse_2x2
+
+KP = dict[str, torch.Tensor]
+
+
+def hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of ``[K, 2]`` points (0 for degenerate sets)."""
+    try:
+        return float(ConvexHull(points).volume)
+    except (QhullError, ValueError):
+        return 0.0
+
+
+def movement_scale(kp_source: KP, kp_driving_initial: KP) -> float:
+    """``sqrt(area(hull(kp_source[0]))) / sqrt(area(hull(kp_driving_initial[0])))``.
+
+    Only batch element 0 is used, as in the original demo (the scale of the *pair* of faces, not per frame).
+    Returns 1.0 when either hull is degenerate.
+    """
+    src = kp_source["value"][0].detach().cpu().double().numpy()
+    drv = kp_driving_initial["value"][0].detach().cpu().double().numpy()
+    a_src, a_drv = hull_area(src), hull_area(drv)
+    if a_src <= 0 or a_drv <= 0:
+        return 1.0
+    return float(np.sqrt(a_src) / np.sqrt(a_drv))
+
+
+def normalize_kp(kp_source: KP, kp_driving: KP, kp_driving_initial: KP, use_relative_movement: bool = False,
+                 use_relative_jacobian: bool = False, adapt_movement_scale: bool = False) -> KP:
+    """Driving keypoints expressed relative to the source, as the FOMM demo does.
+
+    Args:
+        kp_source: ``value [1|B, K, 2]`` (and ``jacobian [1|B, K, 2, 2]``) of the source image.
+        kp_driving: keypoints of the current driving frame(s), ``[B, K, 2]``.
+        kp_driving_initial: keypoints of the driving frame that corresponds to the source pose (frame 0, or the
+            best-matching frame), ``[1, K, 2]``.
+        use_relative_movement: ``value = (kp_d - kp_d0) * s + kp_s``; otherwise ``kp_driving`` is returned as is.
+        use_relative_jacobian: ``jacobian = J_d @ inv(J_d0) @ J_s`` (needs jacobians on all three).
+        adapt_movement_scale: ``s`` from :func:`movement_scale`, else 1.
+    Returns:
+        A new dict with ``value`` (and ``jacobian``) for the generator.
+    """
+    out = {k: v for k, v in kp_driving.items()}
+    if not use_relative_movement:
+        return out
+    scale = movement_scale(kp_source, kp_driving_initial) if adapt_movement_scale else 1.0
+    diff = (kp_driving["value"] - kp_driving_initial["value"]) * scale
+    out["value"] = diff + kp_source["value"]
+    if use_relative_jacobian and "jacobian" in kp_driving:
+        if "jacobian" not in kp_source or "jacobian" not in kp_driving_initial:
+            raise ValueError("use_relative_jacobian needs jacobians for the source and initial driving keypoints")
+        jac_diff = torch.matmul(kp_driving["jacobian"], inverse_2x2(kp_driving_initial["jacobian"]))
+        out["jacobian"] = torch.matmul(jac_diff, kp_source["jacobian"])
+    return out

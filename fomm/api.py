@@ -1,0 +1,140 @@
+"""Public entry point: :func:`load_model`.
+
+A loaded model is a small bundle of networks plus the config they were built from; everything else (animator,
+evaluation, export) takes such a bundle.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import load_container, load_state_dict_strict, state_dict_mismatch
+from .config import ConfigLike, FommConfig, bundled_configs, load_config
+from .errors import CheckpointError, FommError
+
+MODEL_NAMES = ("fomm",)
+
+
+@dataclass
+class LoadedModel:
+    """Networks of one model in eval mode on ``device``.
+
+    ``kp_detector(images [B,3,H,W] in [0,1]) -> {"value": [B,K,2], "jacobian"?: [B,K,2,2]}``;
+    ``generator(source, kp_source=..., kp_driving=...) -> {"prediction", "mask", "occlusion_map", "sparse_deformed",
+    "deformed", "deformation"}`` (see :class:`fomm.models.fomm.OcclusionAwareGenerator`).
+    """
+
+    config: FommConfig
+    kp_detector: nn.Module
+    generator: nn.Module
+    discriminator: nn.Module | None
+    device: torch.device
+    model: str = "fomm"
+    checkpoint: str | None = None
+    epoch: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` the model expects."""
+        return self.config.image_size
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FommError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise FommError(f"device '{device}' requested but MPS is not available here; use --device cpu")
+    return dev
+
+
+@functools.lru_cache(maxsize=None)
+def _bundled_shapes(name: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    from .models.fomm import build_generator, build_kp_detector
+
+    cfg = load_config(name)
+    with torch.device("meta"):
+        kp, gen = build_kp_detector(cfg), build_generator(cfg)
+    return {"kp_detector": {k: tuple(v.shape) for k, v in kp.state_dict().items()},
+            "generator": {k: tuple(v.shape) for k, v in gen.state_dict().items()}}
+
+
+def matching_bundled_configs(container: dict[str, Any]) -> list[str]:
+    """Bundled configs whose kp_detector and generator shapes fit the checkpoint exactly."""
+    fits = []
+    for name in bundled_configs():
+        shapes = _bundled_shapes(name)
+        ok = True
+        for part in ("kp_detector", "generator"):
+            found = container.get(part)
+            if not isinstance(found, dict):
+                return []
+            found_shapes = {k: tuple(v.shape) for k, v in found.items() if isinstance(v, torch.Tensor)}
+            if found_shapes != shapes[part]:
+                ok = False
+                break
+        if ok:
+            fits.append(name)
+    return fits
+
+
+def _config_hint(container: dict[str, Any]) -> str:
+    fits = matching_bundled_configs(container)
+    if fits:
+        return f"It fits the bundled config(s): {', '.join(fits)} (use --config {fits[0]})"
+    return "No bundled config fits it; pass the YAML config it was trained with"
+
+
+def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+               model: str = "fomm", with_discriminator: bool = False) -> LoadedModel:
+    """Build a model from ``config`` and (optionally) load an original-format checkpoint into it.
+
+    Args:
+        config: bundled config name (``"vox-256"``), YAML path, dict or :class:`~fomm.config.FommConfig`.
+        checkpoint: path of a checkpoint in the authors' container (``vox-cpk.pth.tar``) or one saved by ``fomm
+            train``; ``None`` keeps random weights (useful for tests and benchmarks).
+        device: torch device string.
+        model: ``"fomm"`` (baselines register further names).
+        with_discriminator: also build (and load, if present) the discriminator.
+    Raises:
+        FommError subclasses with a one-line explanation for every user mistake.
+    """
+    if model not in MODEL_NAMES:
+        raise FommError(f"unknown model '{model}'; choose one of: {', '.join(MODEL_NAMES)}")
+    from .models.fomm import build_discriminator, build_generator, build_kp_detector
+
+    cfg = load_config(config)
+    dev = resolve_device(device)
+    kp_detector = build_kp_detector(cfg)
+    generator = build_generator(cfg)
+    discriminator = build_discriminator(cfg) if with_discriminator else None
+    epoch = None
+    if checkpoint is not None:
+        container = load_container(checkpoint, map_location="cpu")
+        for part in ("generator", "kp_detector"):
+            if part not in container:
+                keys = ", ".join(sorted(map(str, container))[:6])
+                raise CheckpointError(f"{checkpoint}: not a FOMM checkpoint (no '{part}' entry; found: {keys})")
+        hint = functools.partial(_config_hint, container)
+        load_state_dict_strict(kp_detector, container["kp_detector"], "kp_detector", checkpoint, hint)
+        load_state_dict_strict(generator, container["generator"], "generator", checkpoint, hint)
+        if discriminator is not None and "discriminator" in container:
+            load_state_dict_strict(discriminator, container["discriminator"], "discriminator", checkpoint)
+        ep = container.get("epoch")
+        epoch = int(ep) if isinstance(ep, (int, float)) else None
+    for net in (kp_detector, generator, discriminator):
+        if net is not None:
+            net.to(dev).eval()
+    return LoadedModel(config=cfg, kp_detector=kp_detector, generator=generator, discriminator=discriminator,
+                       device=dev, model=model, checkpoint=None if checkpoint is None else str(checkpoint),
+                       epoch=epoch)
+
+
+__all__ = ["LoadedModel", "load_model", "matching_bundled_configs", "resolve_device", "state_dict_mismatch"]

@@ -1,0 +1,129 @@
+"""Reading and writing checkpoints in the authors' container format, safely.
+
+The released files are legacy (pre-1.6) ``torch.save`` pickles whose storages are tagged ``cuda:0``. They are read
+with ``torch.load(..., map_location=..., weights_only=True)``: tensors, dicts, lists, tuples and numbers only, never
+arbitrary objects. Saving writes the same container (``generator``, ``kp_detector``, ``discriminator``, optimizer
+states, ``epoch``) atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, OutputError
+
+
+def load_container(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file into a plain dict without executing pickled code.
+
+    Raises:
+        CheckpointError: missing, empty, not a torch file, or containing objects other than plain data.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path} (pass the path of a .pth/.pth.tar file you downloaded "
+                              f"or trained; fomm never downloads weights by itself)")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint file is empty: {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else "unpickling failed"
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refusing to load, the file contains Python objects other than tensors "
+                                  f"and plain data ({msg[:160]})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({msg[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg[:160]})") from None
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(data).__name__}")
+    return dict(data)
+
+
+def _shape(v: Any) -> tuple[int, ...] | None:
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+def state_dict_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any], limit: int = 3) -> list[str]:
+    """Human-readable differences between two state dicts (keys and shapes), at most ``limit`` items."""
+    problems: list[str] = []
+    for key, value in expected.items():
+        if key not in found:
+            problems.append(f"missing '{key}'")
+        elif _shape(found[key]) != _shape(value):
+            problems.append(f"'{key}' has shape {list(_shape(found[key]) or ())}, "
+                            f"expected {list(_shape(value) or ())}")
+        if len(problems) >= limit:
+            return problems
+    for key in found:
+        if key not in expected:
+            problems.append(f"unexpected '{key}'")
+            if len(problems) >= limit:
+                break
+    return problems
+
+
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, Any], part: str, path: str | os.PathLike,
+                           hint: Callable[[], str] | None = None) -> None:
+    """``module.load_state_dict(state, strict=True)`` with a user-level error naming the first mismatches."""
+    expected = module.state_dict()
+    problems = state_dict_mismatch(expected, state)
+    if problems:
+        extra = hint() if hint is not None else ""
+        raise CheckpointError(f"{path}: '{part}' does not fit the chosen config: {'; '.join(problems)}"
+                              + (f". {extra}" if extra else ""))
+    module.load_state_dict(state, strict=True)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path`` and rename it into place (no partial files)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write checkpoint to {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, models: Mapping[str, nn.Module | None],
+                    optimizers: Mapping[str, torch.optim.Optimizer | None] | None = None,
+                    epoch: int = 0, **extra: Any) -> Path:
+    """Write ``{name: module.state_dict(), optimizer_<name>: opt.state_dict(), 'epoch': epoch, **extra}``.
+
+    ``models`` keys are ``generator``, ``kp_detector``, ``discriminator`` (any may be ``None`` and is then skipped).
+    DDP/compiled wrappers are unwrapped so keys never carry a ``module.`` prefix.
+    """
+    container: dict[str, Any] = {}
+    for name, module in models.items():
+        if module is None:
+            continue
+        while hasattr(module, "module"):
+            module = module.module  # DistributedDataParallel
+        module = getattr(module, "_orig_mod", module)  # torch.compile
+        container[name] = module.state_dict()
+    for name, opt in (optimizers or {}).items():
+        if opt is not None:
+            container[name if name.startswith("optimizer_") else f"optimizer_{name}"] = opt.state_dict()
+    container["epoch"] = int(epoch)
+    container.update(extra)
+    return atomic_save(container, path)

@@ -1,0 +1,243 @@
+"""Typed FOMM configuration that reads the original first-order-model YAML files unchanged.
+
+A config is addressed by the name of a bundled file (``"vox-256"``), by a path to a YAML file, or given as a
+:class:`FommConfig`. Unknown keys are kept in ``extra`` dicts so that a config round-trips and newer fields of
+user configs never make loading fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError
+
+ConfigLike = Union[str, Path, "FommConfig", dict]
+
+
+def _split_known(cls: type, data: dict[str, Any] | None, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where}' must be a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "extra"}
+    known = {k: v for k, v in data.items() if k in names}
+    extra = {k: v for k, v in data.items() if k not in names}
+    return known, extra
+
+
+def _build(cls: type, data: dict[str, Any] | None, where: str):
+    known, extra = _split_known(cls, data, where)
+    try:
+        obj = cls(**known)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"config section '{where}' is incomplete: {exc}") from None
+    if hasattr(obj, "extra"):
+        obj.extra = extra
+    return obj
+
+
+@dataclass
+class CommonParams:
+    num_kp: int = 10
+    num_channels: int = 3
+    estimate_jacobian: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class KPDetectorParams:
+    block_expansion: int = 32
+    max_features: int = 1024
+    num_blocks: int = 5
+    temperature: float = 0.1
+    scale_factor: float = 0.25
+    single_jacobian_map: bool = False
+    pad: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DenseMotionParams:
+    block_expansion: int = 64
+    max_features: int = 1024
+    num_blocks: int = 5
+    scale_factor: float = 0.25
+    kp_variance: float = 0.01
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GeneratorParams:
+    block_expansion: int = 64
+    max_features: int = 512
+    num_down_blocks: int = 2
+    num_bottleneck_blocks: int = 6
+    estimate_occlusion_map: bool = True
+    dense_motion_params: DenseMotionParams | None = field(default_factory=DenseMotionParams)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DiscriminatorParams:
+    scales: list[float] = field(default_factory=lambda: [1])
+    block_expansion: int = 32
+    max_features: int = 512
+    num_blocks: int = 4
+    sn: bool = False
+    use_kp: bool = False
+    kp_variance: float = 0.01
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelParams:
+    common_params: CommonParams = field(default_factory=CommonParams)
+    kp_detector_params: KPDetectorParams = field(default_factory=KPDetectorParams)
+    generator_params: GeneratorParams = field(default_factory=GeneratorParams)
+    discriminator_params: DiscriminatorParams = field(default_factory=DiscriminatorParams)
+
+
+@dataclass
+class NormalizationParams:
+    adapt_movement_scale: bool = False
+    use_relative_movement: bool = True
+    use_relative_jacobian: bool = True
+
+
+@dataclass
+class FommConfig:
+    """A whole FOMM config file. ``dataset_params``/``train_params``/... stay plain dicts until their consumers
+    (datasets, trainer) parse them, so this class reads every original file, including sections it does not use."""
+
+    model_params: ModelParams = field(default_factory=ModelParams)
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    train_params: dict[str, Any] = field(default_factory=dict)
+    reconstruction_params: dict[str, Any] = field(default_factory=dict)
+    animate_params: dict[str, Any] = field(default_factory=dict)
+    visualizer_params: dict[str, Any] = field(default_factory=dict)
+    name: str = "custom"
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived values -------------------------------------------------------------------------------------------
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` the model was trained at (``dataset_params.frame_shape``, default 256x256x3)."""
+        shape = self.dataset_params.get("frame_shape", [256, 256, 3])
+        return tuple(int(v) for v in shape)  # type: ignore[return-value]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        h, w, _ = self.frame_shape
+        return h, w
+
+    @property
+    def normalization(self) -> NormalizationParams:
+        raw = (self.animate_params or {}).get("normalization_params", {}) or {}
+        known, _ = _split_known(NormalizationParams, raw, "animate_params.normalization_params")
+        return NormalizationParams(**known)
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], name: str = "custom", source: str | None = None) -> "FommConfig":
+        if not isinstance(data, dict) or "model_params" not in data:
+            raise ConfigError(
+                f"{source or name}: not a FOMM config (no 'model_params' section); pass a bundled name "
+                f"({', '.join(bundled_configs())}) or a first-order-model YAML file")
+        mp = data["model_params"] or {}
+        if not isinstance(mp, dict):
+            raise ConfigError(f"{source or name}: 'model_params' must be a mapping")
+        gen_raw = dict(mp.get("generator_params") or {})
+        dm_raw = gen_raw.pop("dense_motion_params", None)
+        gen = _build(GeneratorParams, gen_raw, "generator_params")
+        gen.dense_motion_params = None if dm_raw is None else _build(DenseMotionParams, dm_raw, "dense_motion_params")
+        model = ModelParams(
+            common_params=_build(CommonParams, mp.get("common_params"), "common_params"),
+            kp_detector_params=_build(KPDetectorParams, mp.get("kp_detector_params"), "kp_detector_params"),
+            generator_params=gen,
+            discriminator_params=_build(DiscriminatorParams, mp.get("discriminator_params"), "discriminator_params"),
+        )
+        sections = {}
+        for key in ("dataset_params", "train_params", "reconstruction_params", "animate_params", "visualizer_params"):
+            value = data.get(key) or {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source or name}: section '{key}' must be a mapping")
+            sections[key] = value
+        extra = {k: v for k, v in data.items() if k not in sections and k != "model_params"}
+        cfg = cls(model_params=model, name=name, source=source, extra=extra, **sections)
+        h, w, c = cfg.frame_shape
+        if c != model.common_params.num_channels:
+            raise ConfigError(f"{source or name}: frame_shape has {c} channels but num_channels is "
+                              f"{model.common_params.num_channels}")
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "FommConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        return cls.from_dict(data, name=path.stem, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config in the original YAML schema (extras merged back)."""
+
+        def flat(obj: Any) -> Any:
+            if dataclasses.is_dataclass(obj):
+                out = {}
+                for f in dataclasses.fields(obj):
+                    if f.name == "extra":
+                        continue
+                    out[f.name] = flat(getattr(obj, f.name))
+                out.update(getattr(obj, "extra", {}) or {})
+                return out
+            return obj
+
+        data: dict[str, Any] = {
+            "dataset_params": self.dataset_params,
+            "model_params": flat(self.model_params),
+            "train_params": self.train_params,
+            "reconstruction_params": self.reconstruction_params,
+            "animate_params": self.animate_params,
+            "visualizer_params": self.visualizer_params,
+        }
+        data.update(self.extra)
+        return data
+
+
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped inside the package (``fomm/configs/*.yaml``)."""
+    root = resources.files("fomm.configs")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def bundled_config_path(name: str) -> Path:
+    root = resources.files("fomm.configs")
+    return Path(str(root.joinpath(f"{name}.yaml")))
+
+
+def load_config(config: ConfigLike) -> FommConfig:
+    """Resolve a config given as a bundled name, a YAML path, a dict or a :class:`FommConfig`."""
+    if isinstance(config, FommConfig):
+        return config
+    if isinstance(config, dict):
+        return FommConfig.from_dict(config)
+    text = str(config)
+    names = bundled_configs()
+    if text in names:
+        return FommConfig.from_yaml(bundled_config_path(text))
+    if text.endswith(".yaml") and Path(text).name[:-5] in names and not Path(text).exists():
+        return FommConfig.from_yaml(bundled_config_path(Path(text).name[:-5]))
+    path = Path(text)
+    if path.is_file():
+        return FommConfig.from_yaml(path)
+    raise ConfigError(f"unknown config '{text}': not a file and not a bundled config ({', '.join(names)})")
