@@ -1,0 +1,187 @@
+"""Streaming animation: one source image, a driving video of any length, frames out as they are made.
+
+The source is encoded once (its keypoints, the generator's encoder features and the dense-motion input), driving
+frames are processed in small batches, and each result is handed to the caller (or a writer) immediately, so memory
+does not grow with the video's length.
+
+About ``--find-best-frame``: the original animates forward and backward from the best-matching driving frame and
+concatenates the two halves. With relative motion every output frame ``j`` depends only on the keypoints of driving
+frame ``j`` and of the *initial* frame, so the result equals one pass in the natural order with the best frame's
+keypoints as the initial ones; that single pass is what is done here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..api import LoadedModel
+from ..errors import InputError
+from ..io.image import image_to_tensor, read_image, tensor_to_uint8
+from ..io.video import check_output_path, iter_frames, open_writer, probe_video
+from .normalize import normalize_kp
+
+KP = dict[str, torch.Tensor]
+
+
+@dataclass
+class AnimationResult:
+    """What :func:`animate_video` wrote."""
+
+    output: Path
+    num_frames: int
+    fps: float
+    size: tuple[int, int]
+    has_audio: bool
+    best_frame: int
+
+
+class Animator:
+    """Animates one source image with driving frames.
+
+    Args:
+        model: from :func:`fomm.load_model`.
+        relative: relative keypoint motion (recommended when source and driving show different people).
+        adapt_movement_scale: scale motion by the ratio of the two faces' keypoint hull sizes (relative only).
+        batch_size: driving frames per forward pass.
+    """
+
+    def __init__(self, model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
+                 batch_size: int = 4) -> None:
+        self.model = model
+        self.relative = relative
+        self.adapt_movement_scale = adapt_movement_scale and relative
+        self.batch_size = max(1, int(batch_size))
+        self.device = model.device
+        self._kp_source: KP | None = None
+        self._encoding = None
+        self._kp_initial: KP | None = None
+
+    # ------------------------------------------------------------------------------------------------------ setup
+    def to_model_input(self, frame: np.ndarray) -> torch.Tensor:
+        """uint8 ``[H, W, 3]`` -> float ``[1, 3, h, w]`` in ``[0, 1]`` at the model's size, on the model's device."""
+        return image_to_tensor(frame, self.model.image_size).to(self.device)
+
+    @torch.inference_mode()
+    def set_source(self, source: np.ndarray | torch.Tensor) -> None:
+        """Encode the source once. ``source``: uint8 ``[H, W, 3]`` or float ``[1, 3, h, w]`` in ``[0, 1]``."""
+        src = self.to_model_input(source) if isinstance(source, np.ndarray) else source.to(self.device)
+        self._kp_source = self.model.kp_detector(src)
+        self._encoding = self.model.generator.encode_source(src)
+        self._kp_initial = None
+
+    @torch.inference_mode()
+    def keypoints(self, frames: torch.Tensor) -> KP:
+        """Keypoints of ``[B, 3, h, w]`` frames."""
+        return self.model.kp_detector(frames)
+
+    def set_initial_driving(self, frame: np.ndarray | torch.Tensor) -> None:
+        """The driving frame whose pose corresponds to the source (default: the first driving frame)."""
+        t = self.to_model_input(frame) if isinstance(frame, np.ndarray) else frame.to(self.device)
+        self._kp_initial = self.keypoints(t)
+
+    # ---------------------------------------------------------------------------------------------------- running
+    @torch.inference_mode()
+    def animate_batch(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> ``[B, 3, h, w]`` predictions in ``[0, 1]``."""
+        if self._encoding is None or self._kp_source is None:
+            raise RuntimeError("call set_source() first")
+        kp_driving = self.keypoints(frames)
+        if self._kp_initial is None:
+            self._kp_initial = {k: v[:1] for k, v in kp_driving.items()}
+        kp_norm = normalize_kp(self._kp_source, kp_driving, self._kp_initial, use_relative_movement=self.relative,
+                               use_relative_jacobian=self.relative,
+                               adapt_movement_scale=self.adapt_movement_scale)
+        return self.model.generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm)["prediction"]
+
+    def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Stream uint8 ``[H, W, 3]`` driving frames -> uint8 ``[h, w, 3]`` animated frames at the model's size."""
+        batch: list[torch.Tensor] = []
+        for frame in driving:
+            batch.append(self.to_model_input(frame))
+            if len(batch) == self.batch_size:
+                yield from tensor_to_uint8(self.animate_batch(torch.cat(batch)))
+                batch = []
+        if batch:
+            yield from tensor_to_uint8(self.animate_batch(torch.cat(batch)))
+
+
+def _parse_size(size: int | tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:
+    if size is None:
+        return default
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[0]), int(size[1]))
+
+
+def nth_frame(path: str | os.PathLike, index: int) -> np.ndarray:
+    """Decode frames up to ``index`` and return that one (uint8 ``[H, W, 3]``)."""
+    frame = None
+    for i, frame in enumerate(iter_frames(path, max_frames=index + 1)):
+        pass
+    if frame is None or i != index:
+        raise InputError(f"{path}: --best-frame {index} is past the end of the video")
+    return frame
+
+
+def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, driving: str | os.PathLike,
+                  output: str | os.PathLike, *, relative: bool = True, adapt_movement_scale: bool = True,
+                  best_frame: int | None = None, find_best_frame: bool = False,
+                  output_size: int | tuple[int, int] | None = None, batch_size: int = 4, audio: bool = True,
+                  progress: bool = True, landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None
+                  ) -> AnimationResult:
+    """Animate ``source`` with ``driving`` and write ``output`` (an ``.mp4`` or a folder of PNG frames).
+
+    Args:
+        source: image path or uint8 ``[H, W, 3]`` array.
+        driving: video file, frame folder or image.
+        output: ``OUT.mp4`` (H.264, driving fps, driving audio) or ``DIR/`` for lossless PNG frames.
+        best_frame: index of the driving frame that matches the source pose (relative mode's reference).
+        find_best_frame: pick that frame automatically by face landmarks (``landmarks`` backend, default dlib).
+        output_size: ``(h, w)`` or an int for square output; default the model's size.
+    Raises:
+        FommError subclasses for unreadable inputs / unwritable outputs; nothing is left half-written.
+    """
+    out_path = check_output_path(output)
+    info = probe_video(driving)
+    src = source if isinstance(source, np.ndarray) else read_image(source)
+    if best_frame is not None and not 0 <= best_frame < max(info.num_frames, 1) and info.num_frames_exact:
+        raise InputError(f"--best-frame {best_frame} is outside the driving video (it has {info.num_frames} frames)")
+    size = _parse_size(output_size, model.image_size)
+
+    if find_best_frame and best_frame is None:
+        from .best_frame import find_best_frame as _find
+
+        best_frame = _find(src, iter_frames(driving), landmarks=landmarks, progress=progress,
+                           total=info.num_frames)
+
+    animator = Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size)
+    animator.set_source(src)
+    if best_frame:
+        animator.set_initial_driving(nth_frame(driving, best_frame))
+
+    from tqdm.auto import tqdm
+
+    count = 0
+    with open_writer(out_path, info.fps_fraction, audio_from=driving if audio else None) as writer:
+        frames = animator.animate_frames(iter_frames(driving))
+        bar = tqdm(total=info.num_frames, unit="frame", desc="animate", disable=not progress, leave=False)
+        try:
+            for frame in frames:
+                if frame.shape[:2] != size:
+                    from ..io.image import resize_uint8
+
+                    frame = resize_uint8(frame, size)
+                writer.write(frame)
+                count += 1
+                bar.update(1)
+        finally:
+            bar.close()
+        has_audio = bool(getattr(writer, "has_audio", False))
+    return AnimationResult(output=out_path, num_frames=count, fps=info.fps, size=size, has_audio=has_audio,
+                           best_frame=best_frame or 0)

@@ -1,0 +1,63 @@
+"""``fomm animate``: source photo + driving video -> animated video."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import add_model_options, load_model_from_args, parse_size
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("animate", help="animate a photo with a driving video",
+                       description="Animate a source image with the motion of a driving video. The output keeps the "
+                                   "driving video's frame rate and audio.")
+    add_model_options(p)
+    io = p.add_argument_group("input/output")
+    io.add_argument("--source", help="source image (any format Pillow reads)")
+    io.add_argument("--driving", help="driving video (mp4/mov/gif/...), folder of frames, or image")
+    io.add_argument("--example", action="store_true", help="use the bundled example photo and driving clip")
+    io.add_argument("-o", "--output", required=True,
+                    help="output .mp4, or a folder ending with / for lossless PNG frames")
+    io.add_argument("--size", type=parse_size, default=None,
+                    help="output size, N or WxH (default: the model's size, e.g. 256)")
+    io.add_argument("--no-audio", action="store_true", help="do not copy the driving video's audio")
+    motion = p.add_argument_group("motion")
+    motion.add_argument("--absolute", action="store_true",
+                        help="absolute keypoints instead of relative motion (only for the same person)")
+    motion.add_argument("--no-adapt-scale", action="store_true",
+                        help="do not adapt the movement scale to the size of the source face")
+    motion.add_argument("--best-frame", type=int, default=None, metavar="N",
+                        help="driving frame whose pose matches the source (reference for relative motion)")
+    motion.add_argument("--find-best-frame", action="store_true",
+                        help="find that frame by face landmarks (dlib; pip install 'fomm[landmarks]')")
+    run = p.add_argument_group("run")
+    run.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..animate import animate_video
+    from ..assets import example_path
+    from ..errors import FommError
+    from ..io.video import check_output_path
+
+    if args.example:
+        args.source = args.source or str(example_path("source.png"))
+        args.driving = args.driving or str(example_path("driving.mp4"))
+    if not args.source or not args.driving:
+        raise FommError("need --source IMAGE and --driving VIDEO (or --example for the bundled pair)")
+    if args.best_frame is not None and args.best_frame < 0:
+        raise FommError("--best-frame must be >= 0")
+    check_output_path(args.output)  # fail before loading a large model
+    model = load_model_from_args(args)
+    result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
+                           adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
+                           find_best_frame=args.find_best_frame, output_size=args.size,
+                           batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet)
+    h, w = result.size
+    audio = "with audio" if result.has_audio else "no audio"
+    print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio})",
+          file=sys.stderr if args.quiet else sys.stdout)
+    return 0

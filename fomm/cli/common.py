@@ -1,0 +1,41 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import FommError
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--config", default="vox-256",
+                   help="bundled config name (vox-256, taichi-256, ...) or a first-order-model YAML file "
+                        "(default: %(default)s)")
+    g.add_argument("--checkpoint", help="checkpoint file in the authors' format (e.g. vox-cpk.pth.tar)")
+    g.add_argument("--random-weights", action="store_true",
+                   help="run without a checkpoint (random weights: for smoke tests and benchmarks only)")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+
+
+def load_model_from_args(args: argparse.Namespace):
+    from ..api import load_model
+
+    if args.checkpoint is None and not args.random_weights:
+        raise FommError("no checkpoint given: pass --checkpoint PATH (e.g. vox-cpk.pth.tar), or --random-weights "
+                        "for a smoke test with an untrained model")
+    return load_model(args.config, args.checkpoint, device=args.device)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"480x640"`` (W x H) -> (640, 480) as (h, w)."""
+    try:
+        if "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+        else:
+            w = h = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size '{text}': use N or WxH, e.g. 256 or 640x480") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"invalid size '{text}': each side must be between 16 and 8192")
+    return (h, w)

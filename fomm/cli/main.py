@@ -1,0 +1,40 @@
+"""``fomm`` command line: one subcommand per task, each a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import FommError
+from . import animate as _animate
+
+SUBCOMMANDS = [_animate]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fomm", description="First Order Motion Model toolkit")
+    parser.add_argument("--version", action="version", version=f"fomm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FommError as err:
+        print(f"fomm: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fomm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
