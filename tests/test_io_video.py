@@ -121,6 +121,7 @@ def test_sar_on_shared_driving_video(data_dir):
     assert info.has_audio and info.fps_fraction == 30
     first = next(iter_frames(path))
     assert first.shape == (480, 480, 3)
+    assert first.flags.writeable and first.flags.c_contiguous  # callers may modify frames in place
     # Exact frame count from the index matches what actually decodes.
     assert sum(1 for _ in iter_frames(path, size=(32, 32))) == info.num_frames == 587
 
@@ -232,6 +233,8 @@ def test_writer_roundtrip_odd_size_with_audio(tmp_path, fps):
             w.write(_frame(i, 45, 67))
     assert w.size == (46, 68) and w.frames_written == 25 and w.has_audio
     assert sorted(p.name for p in out.parent.iterdir()) == ["res.mp4"]
+    data = out.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart: playable while downloading
     info = probe_video(out)
     assert info.fps_fraction == Fraction(fps) and info.num_frames == 25 and info.has_audio
     assert (info.width, info.height) == (68, 46)
@@ -422,3 +425,10 @@ def test_streaming_memory_is_flat(tmp_path):
     growth = _rss_bytes() - rss_at_100
     assert count == 2000
     assert growth < 40 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB while streaming"
+
+
+def test_check_output_path_unwritable_folder_simulated(tmp_path, monkeypatch):
+    # Runs as root too (where chmod cannot make a folder read-only): simulate the permission check failing.
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    with pytest.raises(OutputError, match="not writable"):
+        check_output_path(tmp_path / "o.mp4")
