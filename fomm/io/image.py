@@ -99,7 +99,8 @@ def resize_uint8(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     if img.shape[0] == h and img.shape[1] == w:
         return img
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
+    # np.array, not asarray: callers get a writable array they own.
+    return np.array(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
 
 
 def image_to_tensor(img: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:

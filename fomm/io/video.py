@@ -400,7 +400,10 @@ class _AudioCopier:
         else:
             rate = self.ist.codec_context.sample_rate or 48000
             self.ost = out.add_stream("aac", rate=rate)
-            self.ost.layout = self.ist.codec_context.layout.name if self.ist.codec_context.layout else "stereo"
+            # Channel layouts of PCM/WAV inputs are often unnamed ("2 channels"), which the AAC encoder rejects.
+            layout = self.ist.codec_context.layout
+            n = layout.nb_channels if layout is not None else 2
+            self.ost.layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(n, "stereo")
         self.out = out
         self._packets = self.inp.demux(self.ist)
         self._pending: list = []  # decoded frames or packets read ahead of the current limit

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fomm.errors import InputError, OutputError
+from fomm.io.image import image_to_tensor, read_image, resize_uint8, tensor_to_uint8, write_image
+
+
+def _rgb(h: int = 48, w: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_rgb_png_exact(tmp_path):
+    img = _rgb()
+    Image.fromarray(img).save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out.dtype == np.uint8 and out.shape == (48, 64, 3)
+    np.testing.assert_array_equal(out, img)
+
+
+def test_grayscale_replicated(tmp_path):
+    g = _rgb()[..., 0]
+    Image.fromarray(g, mode="L").save(tmp_path / "g.png")
+    out = read_image(tmp_path / "g.png")
+    assert out.shape == (48, 64, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(out[..., c], g)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_composited_over_white(tmp_path, mode):
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., :3] = 100
+    rgba[:, :10, 3] = 0      # fully transparent -> white
+    rgba[:, 10:20, 3] = 255  # opaque -> the colour
+    rgba[:, 20:, 3] = 128    # half -> in between
+    img = Image.fromarray(rgba, mode="RGBA")
+    if mode == "LA":
+        img = img.convert("LA")
+    img.save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert (out[:, :10] == 255).all()
+    assert (out[:, 10:20] == 100).all()
+    mid = out[:, 20:].astype(int)
+    assert (np.abs(mid - (100 * 128 + 255 * 127) / 255) <= 1).all()
+
+
+def test_palette_with_and_without_transparency(tmp_path):
+    pal = Image.new("P", (40, 40))
+    pal.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    arr = np.zeros((40, 40), np.uint8)
+    arr[:, 20:] = 1
+    pal.putdata(arr.ravel().tolist())
+    pal.save(tmp_path / "p.png")
+    out = read_image(tmp_path / "p.png")
+    assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[0, 39]) == (0, 0, 255)
+    pal.save(tmp_path / "pt.png", transparency=1)
+    out = read_image(tmp_path / "pt.png")
+    assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[0, 39]) == (255, 255, 255)
+
+
+def test_cmyk(tmp_path):
+    cmyk = np.zeros((40, 40, 4), np.uint8)
+    cmyk[:, :20, 0] = 255  # pure cyan
+    Image.fromarray(cmyk, mode="CMYK").save(tmp_path / "c.tif")
+    out = read_image(tmp_path / "c.tif")
+    assert tuple(out[0, 0]) == (0, 255, 255)
+    assert tuple(out[0, 39]) == (255, 255, 255)
+
+
+def test_16bit_gray_scaled(tmp_path):
+    a = np.zeros((40, 40), np.uint16)
+    a[:, 10:20] = 65535
+    a[:, 20:] = 32896  # 128 * 257
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    out = read_image(tmp_path / "g16.png")
+    assert (out[:, :10] == 0).all() and (out[:, 10:20] == 255).all() and (out[:, 20:] == 128).all()
+
+
+def test_48bit_rgb_png(tmp_path):
+    a = np.zeros((40, 40, 3), np.uint16)
+    a[..., 0] = 65535
+    a[..., 1] = 32896
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 40, 40, "rgb48be"
+    ctx.time_base = 1
+    packets = ctx.encode(av.VideoFrame.from_ndarray(a, format="rgb48le"))
+    (tmp_path / "c48.png").write_bytes(b"".join(bytes(p) for p in packets))
+    assert (tmp_path / "c48.png").read_bytes()[24:26] == bytes([16, 2])  # IHDR: bit depth 16, truecolour
+    out = read_image(tmp_path / "c48.png")
+    assert tuple(out[0, 0]) == (255, 128, 0)
+
+
+def test_exif_orientation_applied(tmp_path):
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:5, :5] = 255  # marker at top-left of the stored pixels
+    pil = Image.fromarray(img)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # stored rotated: display = rotate 90 degrees clockwise
+    pil.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    out = read_image(tmp_path / "r.jpg")
+    assert out.shape == (60, 40, 3)
+    ys, xs = np.nonzero(out[..., 0] > 128)
+    assert ys.mean() < 10 and xs.mean() > 30  # top-left moved to top-right
+
+
+def test_png_data_with_jpg_name(tmp_path):
+    img = _rgb()
+    Image.fromarray(img).save(tmp_path / "really_png.jpg", format="PNG")
+    np.testing.assert_array_equal(read_image(tmp_path / "really_png.jpg"), img)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        read_image(tmp_path / "empty.png")
+    (tmp_path / "text.jpg").write_text("hello, not an image\n")
+    with pytest.raises(InputError, match="not an image"):
+        read_image(tmp_path / "text.jpg")
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(200, 200)).save(buf, format="JPEG")
+    (tmp_path / "trunc.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        read_image(tmp_path / "trunc.jpg")
+    with pytest.raises(InputError, match="folder"):
+        read_image(tmp_path)
+
+
+def test_too_small(tmp_path):
+    Image.fromarray(_rgb(20, 100)).save(tmp_path / "tiny.png")
+    with pytest.raises(InputError, match=r"100x20.*at least 32"):
+        read_image(tmp_path / "tiny.png")
+    assert read_image(tmp_path / "tiny.png", min_size=16).shape == (20, 100, 3)
+
+
+def test_error_message_is_one_line_with_path(tmp_path):
+    with pytest.raises(InputError) as ei:
+        read_image(tmp_path / "nope.png")
+    msg = str(ei.value)
+    assert "\n" not in msg and "nope.png" in msg
+
+
+def test_image_to_tensor_and_back():
+    img = _rgb(50, 70)
+    t = image_to_tensor(img)
+    assert t.shape == (1, 3, 50, 70) and t.dtype == torch.float32
+    assert 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+    np.testing.assert_array_equal(tensor_to_uint8(t)[0], img)
+    np.testing.assert_array_equal(tensor_to_uint8(t[0]), img)
+    assert tensor_to_uint8(t).shape == (1, 50, 70, 3)
+    t2 = image_to_tensor(img, (32, 40))
+    assert t2.shape == (1, 3, 32, 40)
+
+
+def test_resize_is_antialiased():
+    # A 1-pixel checkerboard shrunk 4x must become flat grey; point sampling would keep 0/255.
+    board = ((np.indices((256, 256)).sum(0) % 2) * 255).astype(np.uint8)
+    img = np.repeat(board[:, :, None], 3, axis=2)
+    t = image_to_tensor(img, (64, 64))
+    assert abs(float(t.mean()) - 0.5) < 0.01 and float(t.std()) < 0.02
+    small = resize_uint8(img, (64, 64))
+    assert small.shape == (64, 64, 3) and np.abs(small.astype(int) - 128).max() <= 2
+
+
+def test_tensor_to_uint8_clips_and_rejects_bad_shapes():
+    t = torch.tensor([-0.5, 0.5, 2.0]).view(3, 1, 1)
+    assert tensor_to_uint8(t)[0, 0].tolist() == [0, 128, 255]
+    with pytest.raises(ValueError):
+        tensor_to_uint8(torch.zeros(4, 8, 8))
+
+
+def test_write_image_roundtrip_and_errors(tmp_path):
+    img = _rgb()
+    write_image(tmp_path / "sub" / "o.png", img)
+    np.testing.assert_array_equal(read_image(tmp_path / "sub" / "o.png"), img)
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["o.png"]
+    with pytest.raises(OutputError, match="extension"):
+        write_image(tmp_path / "o.xyz", img)
