@@ -1,7 +1,7 @@
 """Building, loading and running Monkey-Net models.
 
 Public entry points: :func:`build_monkeynet`, :func:`load_monkeynet_checkpoint`, :func:`load_monkeynet`,
-:func:`detect_keypoints`, :func:`normalize_kp`, :func:`transfer_one`.
+:func:`detect_keypoints`, :func:`normalize_kp`, :func:`transfer_one`, :func:`check_frame_size`.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def _strict_load(module: nn.Module, state: Any, name: str, path: Path) -> None:
              if k in state and torch.is_tensor(state[k]) and tuple(state[k].shape) != tuple(v.shape)]
     if missing or unexpected or wrong:
         parts = []
+        if name == "kp_detector" and any(k.startswith(("kp.", "jacobian.")) for k in state):
+            parts.append("this looks like a First Order Motion Model checkpoint, not Monkey-Net")
         if missing:
             parts.append(f"missing keys {missing[:3]}{' ...' if len(missing) > 3 else ''} ({len(missing)} in all)")
         if unexpected:
@@ -140,6 +142,26 @@ def _check_video(x: torch.Tensor, name: str) -> None:
 
 def _cat_kp(kps: list[KP], dim: int) -> KP:
     return {k: torch.cat([kp[k] for kp in kps], dim=dim) for k in kps[0]}
+
+
+def check_frame_size(kp_detector: KPDetector, generator: MotionTransferGenerator, height: int, width: int) -> None:
+    """Raise :class:`InputError` unless ``height x width`` frames fit every hourglass/encoder of the model.
+
+    Each network halves the (possibly downscaled) frame ``num_blocks`` times and concatenates skips, so the size
+    seen by each must be divisible by ``2 ** num_blocks``.
+    """
+    nets = [("keypoint detector", kp_detector.scale_factor, len(kp_detector.predictor.encoder.down_blocks)),
+            ("generator", 1, len(generator.appearance_encoder.down_blocks))]
+    dm = generator.dense_motion_module
+    if dm is not None:
+        nets.append(("dense motion module", dm.scale_factor, len(dm.hourglass.encoder.down_blocks)))
+    for what, scale, blocks in nets:
+        for size in (height, width):
+            scaled = int(size * scale) if scale != 1 else size
+            if scaled % (2 ** blocks):
+                raise InputError(f"frame size {height}x{width} does not fit the {what} (it sees {scaled} px, which "
+                                 f"must be divisible by {2 ** blocks}); resize the frames, e.g. to the config's "
+                                 "image_shape")
 
 
 @torch.no_grad()
@@ -213,6 +235,7 @@ def transfer_one(generator: MotionTransferGenerator, kp_detector: KPDetector, so
             or source_image.shape[3:] != driving_video.shape[3:]:
         raise InputError(f"source {tuple(source_image.shape)} and driving {tuple(driving_video.shape)} must agree in "
                          "batch, channels and frame size")
+    check_frame_size(kp_detector, generator, source_image.shape[3], source_image.shape[4])
     kp_driving = detect_keypoints(kp_detector, driving_video)
     kp_source = kp_detector(source_image)
     kp_norm = normalize_kp(kp_driving, kp_source, **_normalization(normalization_params))
