@@ -19,7 +19,7 @@ from torch import nn
 
 from fomm.errors import CheckpointError, InputError
 
-from .config import EmbeddingParams, MonkeyNetConfig, NormalizationParams
+from .config import MonkeyNetConfig, NormalizationParams
 from .generator import Discriminator, MotionTransferGenerator
 from .keypoints import KPDetector, matrix_inverse
 
@@ -27,10 +27,7 @@ KP = dict[str, torch.Tensor]
 
 
 def _asdict(p: Any) -> dict | None:
-    if p is None:
-        return None
-    d = dataclasses.asdict(p)
-    return d
+    return None if p is None else dataclasses.asdict(p)
 
 
 def build_monkeynet(config: MonkeyNetConfig) -> tuple[KPDetector, MotionTransferGenerator, Discriminator]:
@@ -39,12 +36,9 @@ def build_monkeynet(config: MonkeyNetConfig) -> tuple[KPDetector, MotionTransfer
     common = dataclasses.asdict(mp.common_params)
     kp_detector = KPDetector(**dataclasses.asdict(mp.kp_detector_params), **common)
     gp = mp.generator_params
-    dm = None
-    if gp.dense_motion_params is not None:
-        dm = dataclasses.asdict(gp.dense_motion_params)
     generator = MotionTransferGenerator(
         block_expansion=gp.block_expansion, max_features=gp.max_features, num_blocks=gp.num_blocks,
-        num_refinement_blocks=gp.num_refinement_blocks, dense_motion_params=dm,
+        num_refinement_blocks=gp.num_refinement_blocks, dense_motion_params=_asdict(gp.dense_motion_params),
         kp_embedding_params=_asdict(gp.kp_embedding_params), interpolation_mode=gp.interpolation_mode, **common)
     dp = mp.discriminator_params
     discriminator = Discriminator(block_expansion=dp.block_expansion, max_features=dp.max_features,
