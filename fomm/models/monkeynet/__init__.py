@@ -1,0 +1,14 @@
+"""Monkey-Net (Siarohin et al., CVPR 2019) baseline, state_dict-compatible with the original checkpoints."""
+
+from .config import MonkeyNetConfig, ModelParams, NormalizationParams
+from .generator import Discriminator, MotionTransferGenerator
+from .keypoints import KPDetector, gaussian2kp, kp2gaussian
+from .model import (build_monkeynet, check_frame_size, detect_keypoints, load_monkeynet, load_monkeynet_checkpoint, normalize_kp,
+                    transfer_one)
+from .motion import DenseMotionModule, MovementEmbeddingModule
+
+__all__ = [
+    "MonkeyNetConfig", "ModelParams", "NormalizationParams", "KPDetector", "MotionTransferGenerator", "Discriminator",
+    "DenseMotionModule", "MovementEmbeddingModule", "gaussian2kp", "kp2gaussian", "build_monkeynet",
+    "load_monkeynet", "check_frame_size", "load_monkeynet_checkpoint", "detect_keypoints", "normalize_kp", "transfer_one",
+]
