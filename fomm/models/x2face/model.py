@@ -58,8 +58,8 @@ class X2FaceConfig:
 def identity_grid(size: int = IMAGE_SIZE, device: torch.device | str | None = None) -> torch.Tensor:
     """The original's identity sampling grid ``[size, size, 2]`` (``[..., 0]`` = x along the width), float32.
 
-    Built from float64 ``np.linspace(-1, 1, size)`` and cast, exactly as the original (differs from the float32
-    arange formula of :func:`fomm.ops.make_coordinate_grid` by an ulp at a few positions).
+    Built from float64 ``np.linspace(-1, 1, size)`` and cast, exactly as the original. The float32 arange formula
+    of :func:`fomm.ops.make_coordinate_grid` differs by up to ~6e-8 (an ulp) at most positions.
     """
     xs = np.linspace(-1, 1, size)
     gx, gy = np.meshgrid(xs, xs)
