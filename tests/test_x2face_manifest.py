@@ -46,7 +46,8 @@ def test_pose_heads_match_manifest(manifest: dict) -> None:
     used = manifest["pose_model"]["posereg_state_dict_keys_used"]
     assert {k: list(v.shape) for k, v in level.posefrombottle.state_dict().items()} == \
         {k.split(".", 1)[1]: v for k, v in used.items()}
-    extra = [k for k, *_ in _entries(model) if k not in {e["key"] for e in manifest["identity_face_model"]["state_dict"]}]
+    identity_keys = {e["key"] for e in manifest["identity_face_model"]["state_dict"]}
+    extra = [k for k, *_ in _entries(model) if k not in identity_keys]
     assert extra == manifest["pose_model"]["keys_not_in_identity_model"]
 
 

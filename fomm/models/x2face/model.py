@@ -76,7 +76,8 @@ def _check_image(name: str, x: torch.Tensor, channels: int = 3) -> None:
 
 
 class X2Face(nn.Module):
-    """X2Face generator (identity model ``UnwrappedFaceWeightedAverage`` or, with ``config.input_pose``, the pose model).
+    """X2Face generator: the identity model (``UnwrappedFaceWeightedAverage``) or, with ``config.input_pose``,
+    the pose model (``UnwrappedFaceWeightedAveragePose``).
 
     Submodules ``pix2pixUnwrapped`` (embedding network, SkipNet -> 3 channels) and ``pix2pixSampler`` (driving
     network, NoSkipNet -> 2 channels + bottleneck) carry the original names, so ``state_dict()`` keys match the
