@@ -141,6 +141,22 @@ class DlibFaces:
             return None
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
+    def landmarks_in_box(self, frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """``[68, 2]`` (x, y) landmark pixels inside a known face box ``(left, top, right, bottom)``, skipping
+        detection (for callers that already have the box, e.g. from dataset metadata). The predictor samples pixels
+        relative to the box, so shifting image and box together by whole pixels shifts the landmarks exactly."""
+        frame = _check_frame(frame)
+        shape = self._shape(frame, self._dlib.rectangle(*(int(v) for v in box)))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+    def face_box(self, frame: np.ndarray) -> tuple[int, int, int, int] | None:
+        """``(left, top, right, bottom)`` of the largest detected face, or ``None``."""
+        shape = self._shape_of(frame)
+        if shape is None:
+            return None
+        r = shape.rect
+        return (r.left(), r.top(), r.right(), r.bottom())
+
     def embed(self, frame: np.ndarray) -> np.ndarray | None:
         """``[128]`` identity descriptor of the largest face (dlib's same-person threshold is 0.6), or ``None``."""
         shape = self._shape_of(frame)
