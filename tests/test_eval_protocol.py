@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fomm.errors import InputError
+from fomm.errors import FommError, InputError
 from fomm.eval import protocol as P
 from fomm.eval.frames import list_videos, read_video
 from fomm.eval.report import compare
@@ -225,3 +225,21 @@ def test_actions_end_to_end_with_mediapipe(data_dir, tmp_path):
                                    progress=False)
     assert s2["generation"]["skipped"] == 2 and s2["metrics"] == s["metrics"]
     assert "actions L1" in compare([out])
+
+
+def test_cli_wiring_runs_copy_source_and_compare(toy_dataset, tmp_path):
+    import argparse
+
+    from fomm.eval.cli import add_eval_parser, run_eval
+
+    parser = argparse.ArgumentParser(prog="fomm")
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "run"
+    text = run_eval(parser.parse_args(["eval", "reconstruction", str(toy_dataset), "--out", str(out), "--max-videos", "1"]))
+    assert "| L1 |" in text and (out / "metrics.json").is_file()
+    assert json.loads((out / "metrics.json").read_text())["videos"]["total"] == 1
+    table_file = tmp_path / "table.md"
+    table = run_eval(parser.parse_args(["eval", "compare", str(out), "--out", str(table_file)]))
+    assert table.startswith("| model | toy L1 |") and table_file.read_text() == table
+    with pytest.raises(FommError, match="unknown model"):
+        run_eval(parser.parse_args(["eval", "reconstruction", str(toy_dataset), "--out", str(out), "--model", "fomm"]))
