@@ -118,7 +118,7 @@ def _remove(path: Path) -> None:
 class _ChunkJob:
     """Streaming state of one chunk while its video is decoded."""
 
-    def __init__(self, chunk: Chunk, out: Path, fmt: Format, size: int | None, mode: OutOfFrame, fps: float):
+    def __init__(self, chunk: Chunk, out: Path, fmt: Format, size: int | None, mode: OutOfFrame, fps: object):
         self.chunk, self.fmt, self.size, self.mode, self.fps = chunk, fmt, size, mode, fps
         self.final = chunk_output(out, chunk, fmt)
         self.tmp = _tmp_output(self.final)
@@ -140,7 +140,9 @@ class _ChunkJob:
             _remove(self.tmp)
             h, w = frame.shape[:2]
             self.box = scale_box(c.bbox, w / c.width, h / c.height)
-            self.writer = open_writer(self.tmp, self.fps)
+            # a trailing slash makes open_writer write a PNG frame folder
+            target = str(self.tmp) + ("/" if self.fmt == "png" else "")
+            self.writer = open_writer(target, self.fps)
             self.writer.__enter__()
         try:
             crop = crop_and_resize(frame, self.box, self.size, self.mode)
@@ -179,7 +181,7 @@ def prepare_video(video: Path, chunks: list[Chunk], out: Path, fmt: Format = "mp
     except Exception as exc:  # noqa: BLE001 - any decode problem fails this video's chunks only
         return {c.name: f"cannot read {video.name}: {exc}" for c in chunks}
     fps = float(info.fps)
-    jobs = [_ChunkJob(c, out, fmt, size, out_of_frame, fps) for c in chunks]
+    jobs = [_ChunkJob(c, out, fmt, size, out_of_frame, info.fps_fraction) for c in chunks]
     for j in jobs:
         j.final.parent.mkdir(parents=True, exist_ok=True)
     last_end = max(c.end / c.fps for c in chunks)  # seconds
