@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -135,3 +136,31 @@ def test_bad_arguments(tmp_path, raw):
         prepare_dataset("taichi", meta, tmp_path / "nope", tmp_path / "o", progress=False)
     with pytest.raises(InputError, match="format"):
         prepare_dataset("taichi", meta, vids, tmp_path / "o", format="gif", progress=False)  # type: ignore[arg-type]
+
+
+def test_real_taichi_row_on_downscaled_synthetic_video(tmp_path, data_dir):
+    """The first published TaiChi row, against a synthetic quarter-resolution stand-in of its video."""
+    lines = (data_dir / "metadata" / "taichi-metadata.csv").read_text().splitlines()
+    row = lines[1]
+    assert row == "u6rJiF-gPx8,80,300,118-82-508-472,29.97,640,480,train"
+    meta = tmp_path / "one.csv"
+    meta.write_text(lines[0] + "\n" + row + "\n")
+    # smooth, frame-dependent content compresses well even losslessly; 160x120 = the listed 640x480 / 4
+    yy, xx = np.mgrid[0:120, 0:160]
+    frames = np.stack([np.stack([(xx + t) % 256, (yy * 2) % 256, np.full_like(xx, t % 256)], -1)
+                       for t in range(310)]).astype(np.uint8)
+    vids = tmp_path / "raw"
+    vids.mkdir()
+    with av.open(str(vids / "u6rJiF-gPx8.mkv"), "w") as c:
+        s = c.add_stream("libx264rgb", rate=Fraction(30000, 1001), options={"qp": "0"})
+        s.width, s.height, s.pix_fmt = 160, 120, "rgb24"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    s = prepare_dataset("taichi", meta, vids, tmp_path / "o", format="png", size=None, progress=False)
+    assert s.written == ["u6rJiF-gPx8#000080#000300"]
+    got = _png_clip(tmp_path / "o" / "train" / "u6rJiF-gPx8#000080#000300")
+    # box 118-82-508-472 at 1/4 scale, truncated: 29-20-127-118
+    assert np.array_equal(got, frames[80:300, 20:118, 29:127])

@@ -11,7 +11,8 @@ where ``<name>`` is :attr:`fomm.datasets.metadata.Chunk.name` (the names used by
 lists). Conventions, chosen to reproduce the published preprocessed datasets:
 
 * Frame ``i`` of a video decoded at ``fps`` belongs to a chunk when ``start <= i * ref_fps / fps < end``
-  (``ref_fps`` from the metadata), so a download at another frame rate is cut at the same times.
+  (``ref_fps`` from the metadata), so a download at another frame rate is cut at the same times. Rates
+  within 0.1 % (29.97 listed, 30000/1001 decoded) count as equal and map frames one to one.
 * The box is scaled by ``decoded_size / (width, height)`` when the download's resolution differs from
   the listed one (truncating to int). Frames are SAR-corrected by :func:`fomm.io.video.iter_frames`.
 * Boxes past the frame edge (866 VoxCeleb rows) are **clamped** by default (``out_of_frame="clamp"``:
@@ -128,8 +129,12 @@ class _ChunkJob:
         self.done = False
 
     def wants(self, index: int, fps: float) -> bool:
-        # frame index -> time in the metadata's frame units; compared without division to stay exact
         c = self.chunk
+        if abs(fps - c.fps) <= 1e-3 * c.fps:
+            # Same rate up to how it is written down (29.97 in the CSV vs 30000/1001 in the file): map frames
+            # one to one, otherwise float error would shift the chunk by a frame.
+            return c.start <= index < c.end
+        # frame index -> time in the metadata's frame units, compared without division
         return c.start * fps <= index * c.fps < c.end * fps
 
     def write(self, frame: np.ndarray) -> None:
@@ -213,7 +218,7 @@ def prepare_video(video: Path, chunks: list[Chunk], out: Path, fmt: Format = "mp
             continue
         c = j.chunk
         # the chunk is complete only if the frame right after the last decoded one would not belong to it
-        if decoded * c.fps < c.end * fps:
+        if (decoded < c.end) if abs(fps - c.fps) <= 1e-3 * c.fps else (decoded * c.fps < c.end * fps):
             j.abort(f"{video.name} has only {decoded} frames at {fps:g} fps but the chunk runs to frame {c.end} "
                     f"at {c.fps:g} fps; the download is incomplete or a different cut")
         else:
