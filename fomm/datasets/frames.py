@@ -200,7 +200,7 @@ class FramesDataset(Dataset):
         index so every repeat of a video gets a different pair)."""
         if not self.is_train:
             name = self.videos[index]
-            frames = [torch.from_numpy(f).permute(2, 0, 1) for f in self.iter_video(index)]
+            frames = [torch.from_numpy(np.array(f)).permute(2, 0, 1) for f in self.iter_video(index)]
             video = torch.stack(frames, 1).float() / 255.0
             return {"video": video, "name": name}
         rng = self.rng_for(index if draw is None else draw)
