@@ -16,6 +16,7 @@ All readers return ``[h, w, 3]`` uint8 RGB frames (alpha dropped).
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -55,8 +56,10 @@ class VideoSource:
 class FolderSource(VideoSource):
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.files = sorted(p for p in os.listdir(path)
-                            if not p.startswith(".") and os.path.splitext(p)[1].lower() in IMAGE_EXTS)
+        # Natural order (frame2 before frame10), as fomm.io reads frame folders.
+        self.files = sorted((p for p in os.listdir(path)
+                             if not p.startswith(".") and os.path.splitext(p)[1].lower() in IMAGE_EXTS),
+                            key=lambda n: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", n)])
         self.num_frames = len(self.files)
         if self.num_frames == 0:
             raise UnreadableVideo("folder holds no image frames")
@@ -131,40 +134,42 @@ class GifSource(VideoSource):
 
 
 class ContainerSource(VideoSource):
-    """Container video read with PyAV. ``decoded_frames`` counts frames decoded by the last ``read``.
+    """Container video (probe and sequential decoding from :mod:`fomm.io.video`; random access here).
 
-    Frame ``i`` is the one whose presentation time is closest to ``start + i / fps`` (the videos this is for
-    are constant frame rate; for variable-rate files indices are approximate).
+    ``decoded_frames`` counts frames decoded by the last ``read``. Frame ``i`` is the one whose presentation
+    time is closest to ``start + i / fps`` (the videos this is for are constant frame rate; for variable-rate
+    files indices are approximate). Frames come out at the display size (sample aspect ratio and rotation
+    applied), exactly as :func:`fomm.io.video.iter_frames` yields them.
     """
 
     def __init__(self, path: Path) -> None:
         import av
 
+        from fomm.errors import InputError
+        from fomm.io.video import probe_video
+
         self.path = path
         self.decoded_frames = 0
         try:
+            info = probe_video(path)
+        except InputError as exc:
+            raise UnreadableVideo(str(exc)) from None
+        if info.kind != "video":
+            raise UnreadableVideo(f"not a video ({info.kind})")
+        self.info = info
+        self.frame_hw = info.display_size
+        self.num_frames = info.num_frames
+        try:
             with av.open(str(path)) as container:
-                if not container.streams.video:
-                    raise UnreadableVideo("file has no video stream")
                 stream = container.streams.video[0]
-                self.frame_hw = (stream.codec_context.height, stream.codec_context.width)
-                rate = stream.average_rate or stream.guessed_rate
-                if not rate:
-                    raise UnreadableVideo("frame rate unknown")
-                self.rate = Fraction(rate)
                 self.time_base = Fraction(stream.time_base)
                 self.start = stream.start_time or 0
-                n = stream.frames
-                if not n:
-                    # Counting packets reads the file but decodes nothing.
-                    n = sum(1 for p in container.demux(stream) if p.pts is not None)
-                self.num_frames = int(n)
-        except UnreadableVideo:
-            raise
+                if not info.num_frames_exact:
+                    # The duration estimate can be off by a frame or two; counting packets decodes nothing.
+                    self.num_frames = sum(1 for pk in container.demux(stream) if pk.pts is not None)
         except Exception as exc:
             raise UnreadableVideo(f"not a readable video: {exc}") from None
-        if self.frame_hw[0] <= 0 or self.frame_hw[1] <= 0:
-            raise UnreadableVideo("video stream has no frame size")
+        self.rate = info.fps_fraction
 
     def _index_of(self, pts: int) -> int:
         return int(round((pts - self.start) * self.time_base * self.rate))
@@ -172,57 +177,55 @@ class ContainerSource(VideoSource):
     def _pts_of(self, index: int) -> int:
         return self.start + int(round(index / self.rate / self.time_base))
 
+    def _rgb(self, frame) -> np.ndarray:
+        from fomm.io.video import _finish, _frame_rotation, _frame_to_rgb
+
+        return _finish(_frame_to_rgb(frame), _frame_rotation(frame), self.frame_hw)
+
     def read(self, indices: list[int]) -> list[np.ndarray]:
         import av
 
-        wanted = sorted(set(int(i) for i in indices))
+        wanted = set(int(i) for i in indices)
         got: dict[int, np.ndarray] = {}
         self.decoded_frames = 0
         try:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                for target in wanted:
+                for target in sorted(wanted):
                     if target in got:
                         continue
+                    # Seeking lands on the keyframe at or before the target; decode forward from there only.
                     container.seek(self._pts_of(target), stream=stream, backward=True, any_frame=False)
                     last = None
                     for frame in container.decode(stream):
                         self.decoded_frames += 1
-                        idx = self._index_of(frame.pts) if frame.pts is not None else None
-                        if idx is None:
+                        if frame.pts is None:
                             continue
+                        idx = self._index_of(frame.pts)
                         if idx in wanted and idx not in got:
-                            got[idx] = frame.to_ndarray(format="rgb24")
+                            got[idx] = self._rgb(frame)
                         last = frame
                         if idx >= target:
                             break
                     if target not in got and last is not None:
-                        # The stream ended early (frame count metadata too high): use the last frame.
-                        got[target] = last.to_ndarray(format="rgb24")
+                        # The stream ended before the counted length: use its last frame.
+                        got[target] = self._rgb(last)
         except Exception as exc:
             raise UnreadableVideo(f"cannot decode video: {exc}") from None
-        missing = [i for i in indices if i not in got]
+        missing = [i for i in indices if int(i) not in got]
         if missing:
             raise UnreadableVideo(f"frames {missing[:5]} could not be decoded")
         return [got[int(i)] for i in indices]
 
-
     def iter_all(self):
-        import av
+        from fomm.errors import InputError
+        from fomm.io.video import iter_frames
 
         try:
-            with av.open(str(self.path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                count = 0
-                for frame in container.decode(stream):
-                    if count >= self.num_frames:
-                        break
-                    count += 1
-                    yield frame.to_ndarray(format="rgb24")
-        except Exception as exc:
-            raise UnreadableVideo(f"cannot decode video: {exc}") from None
+            yield from iter_frames(self.path, max_frames=self.num_frames)
+        except InputError as exc:
+            raise UnreadableVideo(str(exc)) from None
 
 
 def open_source(path: Path, frame_shape: tuple[int, int, int]) -> VideoSource:

@@ -60,7 +60,8 @@ class VGG19Features(nn.Module):
     """VGG19 up to relu5_1; ``state_dict`` keys are torchvision's (``features.N.weight/bias``, N <= 28).
 
     ``forward(x [B, 3, H, W] in [0, 1]) -> [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1]`` after ImageNet
-    normalisation. Parameters are frozen (``requires_grad=False``); gradients flow to the input.
+    normalisation; inputs too small to reach the deeper layers (below 16 px for relu5_1) return only the
+    shallower ones. Parameters are frozen (``requires_grad=False``); gradients flow to the input.
     """
 
     def __init__(self) -> None:
@@ -86,6 +87,10 @@ class VGG19Features(nn.Module):
         start = 0
         for end in _VGG19_SLICE_ENDS:
             for layer in self.features[start:end]:
+                if isinstance(layer, nn.MaxPool2d) and min(h.shape[-2:]) < 2:
+                    # Small pyramid levels (e.g. 64 px at scale 0.125) cannot reach the deep layers; return the
+                    # levels that exist so the loss uses those instead of failing.
+                    return outs
                 h = layer(h)
             outs.append(h)
             start = end
