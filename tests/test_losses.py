@@ -174,12 +174,12 @@ def test_equivariance_losses() -> None:
     # Keypoints of the untransformed frame that are exactly consistent with the transform.
     consistent = {"value": t.warp_coordinates(kp_t["value"]).detach(),
                   "jacobian": torch.matmul(t.jacobian(kp_t["value"]), kp_t["jacobian"]).detach()}
-    assert float(equivariance_value_loss(consistent, kp_t, t)) < 1e-6
-    assert float(equivariance_jacobian_loss(consistent, kp_t, t)) < 1e-5
+    assert equivariance_value_loss(consistent, kp_t, t).item() < 1e-6
+    assert equivariance_jacobian_loss(consistent, kp_t, t).item() < 1e-5
     wrong = {"value": consistent["value"] + 0.1, "jacobian": consistent["jacobian"] * 1.5}
     v = equivariance_value_loss(wrong, kp_t, t)
     j = equivariance_jacobian_loss(wrong, kp_t, t)
-    assert float(v) > 0.05 and float(j) > 0.05
+    assert v.item() > 0.05 and j.item() > 0.05
     (v + j).backward()
     assert float(kp_t["value"].grad.abs().sum()) > 0 and float(kp_t["jacobian"].grad.abs().sum()) > 0
 
@@ -196,19 +196,19 @@ def _disc_out(pred: float, feats: list[torch.Tensor], scales=("1", "0.5")) -> di
 def test_gan_losses() -> None:
     feats = [torch.rand(2, 4, 8, 8), torch.rand(2, 8, 4, 4)]
     real, fake = _disc_out(1.0, feats), _disc_out(0.0, feats)
-    assert float(generator_gan_loss(real)) == 0.0
-    assert float(generator_gan_loss(fake)) == pytest.approx(2.0)  # (1 - 0)^2 at 2 scales
-    assert float(discriminator_gan_loss(real, fake)) == 0.0
-    assert float(discriminator_gan_loss(fake, real)) == pytest.approx(4.0)
+    assert generator_gan_loss(real).item() == 0.0
+    assert generator_gan_loss(fake).item() == pytest.approx(2.0)  # (1 - 0)^2 at 2 scales
+    assert discriminator_gan_loss(real, fake).item() == 0.0
+    assert discriminator_gan_loss(fake, real).item() == pytest.approx(4.0)
     half = _disc_out(0.5, feats)
     loss = discriminator_gan_loss(real, half)
     loss.backward()
-    assert float(loss) == pytest.approx(0.5) and half["prediction_map_1"].grad is not None
-    assert float(feature_matching_loss(real, fake, [10, 10])) == 0.0
+    assert loss.item() == pytest.approx(0.5) and half["prediction_map_1"].grad is not None
+    assert feature_matching_loss(real, fake, [10, 10]).item() == 0.0
     moved = [f.clone().requires_grad_(True) for f in feats]
     fm_fake = _disc_out(0.0, [moved[0] + 0.5, moved[1]])
     value = feature_matching_loss(real, fm_fake, [10, 0])
-    assert float(value) == pytest.approx(10 * 0.5 * 2)
+    assert value.item() == pytest.approx(10 * 0.5 * 2)
     value.backward()
     assert moved[1].grad is None or float(moved[1].grad.abs().sum()) == 0
     assert float(moved[0].grad.abs().sum()) > 0
