@@ -81,3 +81,16 @@ def test_config_errors() -> None:
         ClipAugmentation({"jitter_param": {"hue": 0.7}})
     with pytest.raises(ConfigError, match="crop_param"):
         ClipAugmentation({"crop_param": {"size": [32, 32]}})(_clip(), np.random.default_rng(0))
+
+
+def test_zoom_in_and_out_keep_size_and_content() -> None:
+    frame = np.zeros((20, 20, 3), np.uint8)
+    frame[8:12, 8:12] = 255
+    aug = ClipAugmentation({"resize_param": {"ratio": [0.5, 0.5]}})
+    out, info = aug([frame], np.random.default_rng(0))
+    assert out[0].shape == (20, 20, 3)
+    assert (out[0].mean(-1) > 0.5).sum() < (frame.mean(-1) > 127).sum()  # shrunk square, zero padding around
+    assert out[0][0].max() == 0 and out[0][:, 0].max() == 0
+    aug = ClipAugmentation({"resize_param": {"ratio": [2.0, 2.0]}})
+    out, _ = aug([frame], np.random.default_rng(0))
+    assert out[0].shape == (20, 20, 3) and (out[0].mean(-1) > 0.5).sum() > (frame.mean(-1) > 127).sum()

@@ -259,3 +259,17 @@ def test_mp4_random_access_matches_streaming(data_dir: Path) -> None:
     got = src.read([47, 3])
     assert np.array_equal(got[0], streamed[47]) and np.array_equal(got[1], streamed[3])
     assert src.decoded_frames < 48 + 10
+
+
+def test_gif_and_from_config(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    frames = [Image.fromarray(np.full((24, 24, 3), 40 + 3 * i, np.uint8)) for i in range(6)]
+    frames[0].save(root / "train" / "a.gif", save_all=True, append_images=frames[1:], duration=40)
+    ds = FramesDataset.from_config({"root_dir": str(root), "image_shape": [24, 24, 3]}, is_train=True, seed=2)
+    item = ds[0]
+    assert [_level(item[k].permute(1, 2, 0).numpy() * 255) for k in ("source", "driving")] == \
+        item["frame_idx"].tolist()
+    with pytest.raises(ConfigError, match="unknown dataset_params"):
+        FramesDataset.from_config({"root_dir": str(root), "frameshape": [24, 24, 3]})

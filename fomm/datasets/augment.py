@@ -11,7 +11,8 @@ Config keys (``dataset_params.augmentation_params``, same names as the original 
 * ``jitter_param: {brightness, contrast, saturation, hue}``: factors drawn like torchvision's ColorJitter:
   brightness/contrast/saturation ``~ U[max(0, 1 - v), 1 + v]``, hue shift ``~ U[-v, v]`` (``v <= 0.5``),
   applied in a random order.
-* ``resize_param: {ratio: [lo, hi]}``: zoom by a random ratio, then centre crop / zero pad back to the size.
+* ``resize_param: {ratio: [lo, hi]}``: zoom by a random ratio, then crop / zero pad back to the size at a
+  random position.
 * ``rotation_param: {degrees: d}``: rotate by ``U[-d, d]`` degrees about the centre (zero fill).
 * ``crop_param: {size: [h, w]}``: random ``h x w`` crop, resized back to the frame size.
 
@@ -151,6 +152,7 @@ class ClipAugmentation:
         # Draw every parameter up front in a fixed order so the stream of random numbers (and so the result
         # for a given seed) does not depend on which branches run.
         ratio = rng.uniform(*self.resize_ratio) if self.resize_ratio else None
+        zoom_pos = (float(rng.random()), float(rng.random())) if self.resize_ratio else None
         angle = rng.uniform(-self.rotation, self.rotation) if self.rotation else None
         hflip = bool(rng.random() < 0.5) if self.horizontal_flip else False
         tflip = bool(rng.random() < 0.5) if self.time_flip else False
@@ -163,11 +165,11 @@ class ClipAugmentation:
             crop_origin = (int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)))
         order = [str(k) for k in rng.permutation(sorted(self.jitter))] if self.jitter else []
         factors = {k: float(rng.uniform(*self.jitter[k])) for k in sorted(self.jitter)}
-        info.update(resize_ratio=ratio, rotation=angle, horizontal_flip=hflip, time_flip=tflip,
+        info.update(resize_ratio=ratio, zoom_position=zoom_pos, rotation=angle, horizontal_flip=hflip, time_flip=tflip,
                     crop_origin=crop_origin, jitter_order=order, jitter=factors)
 
         if ratio is not None:
-            frames = [_zoom(f, ratio) for f in frames]
+            frames = [_zoom(f, ratio, zoom_pos) for f in frames]
         if angle is not None:
             frames = [np.asarray(Image.fromarray(f).rotate(angle, resample=Image.Resampling.BILINEAR))
                       for f in frames]
@@ -188,14 +190,16 @@ class ClipAugmentation:
         return out, info
 
 
-def _zoom(frame: np.ndarray, ratio: float) -> np.ndarray:
-    """Resize by ``ratio`` and centre crop / zero pad back to the original size."""
+def _zoom(frame: np.ndarray, ratio: float, pos: tuple[float, float]) -> np.ndarray:
+    """Resize by ``ratio`` and crop / zero pad back to the original size at relative position ``pos`` in [0, 1)
+    (like the originals' resize followed by a random crop that pads when the frame got smaller)."""
     h, w = frame.shape[:2]
     nh, nw = max(1, round(h * ratio)), max(1, round(w * ratio))
     resized = np.asarray(Image.fromarray(frame).resize((nw, nh), Image.Resampling.BILINEAR))
     out = np.zeros_like(frame)
-    sy, sx = max(0, (nh - h) // 2), max(0, (nw - w) // 2)
-    dy, dx = max(0, (h - nh) // 2), max(0, (w - nw) // 2)
+    oy, ox = int(pos[0] * (abs(nh - h) + 1)), int(pos[1] * (abs(nw - w) + 1))
+    sy, sx = (oy if nh > h else 0), (ox if nw > w else 0)
+    dy, dx = (oy if nh < h else 0), (ox if nw < w else 0)
     ch, cw = min(h, nh), min(w, nw)
     out[dy:dy + ch, dx:dx + cw] = resized[sy:sy + ch, sx:sx + cw]
     return out

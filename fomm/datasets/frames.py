@@ -129,6 +129,23 @@ class FramesDataset(Dataset):
             self.ids = sorted(groups)
             self.id_videos = {k: sorted(vs) for k, vs in groups.items()}
 
+    CONFIG_KEYS = ("root_dir", "frame_shape", "image_shape", "id_sampling", "pairs_list", "augmentation_params")
+
+    @classmethod
+    def from_config(cls, dataset_params: dict[str, Any], is_train: bool = True, seed: int = 0) -> "FramesDataset":
+        """Build from a config's ``dataset_params`` (FOMM keys; Monkey-Net's ``image_shape`` is accepted for
+        ``frame_shape``)."""
+        unknown = set(dataset_params) - set(cls.CONFIG_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown dataset_params key(s) {sorted(unknown)}; supported: {list(cls.CONFIG_KEYS)}")
+        if "root_dir" not in dataset_params:
+            raise ConfigError("dataset_params.root_dir is missing; set it to the dataset folder")
+        shape = dataset_params.get("frame_shape", dataset_params.get("image_shape", (256, 256, 3)))
+        return cls(dataset_params["root_dir"], shape, is_train=is_train,
+                   id_sampling=bool(dataset_params.get("id_sampling", False)),
+                   augmentation_params=dataset_params.get("augmentation_params"),
+                   pairs_list=dataset_params.get("pairs_list"), seed=seed)
+
     # --- discovery -------------------------------------------------------------------------------------------
     @staticmethod
     def _list(folder: Path) -> list[str]:
