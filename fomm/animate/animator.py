@@ -168,7 +168,7 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
     from tqdm.auto import tqdm
 
     count = 0
-    with open_writer(out_path, info.fps_fraction, audio_from=driving if audio else None) as writer:
+    with open_writer(output, info.fps_fraction, audio_from=driving if audio else None) as writer:
         frames = animator.animate_frames(iter_frames(driving))
         bar = tqdm(total=info.num_frames, unit="frame", desc="animate", disable=not progress, leave=False)
         try:
