@@ -18,7 +18,7 @@ from .checkpoint import load_container, load_state_dict_strict, state_dict_misma
 from .config import ConfigLike, FommConfig, bundled_configs, load_config
 from .errors import CheckpointError, FommError
 
-MODEL_NAMES = ("fomm",)
+MODEL_NAMES = ("fomm", "monkeynet", "x2face")
 
 
 @dataclass
@@ -30,8 +30,8 @@ class LoadedModel:
     "deformed", "deformation"}`` (see :class:`fomm.models.fomm.OcclusionAwareGenerator`).
     """
 
-    config: FommConfig
-    kp_detector: nn.Module
+    config: Any  # FommConfig, MonkeyNetConfig or X2FaceConfig
+    kp_detector: nn.Module | None
     generator: nn.Module
     discriminator: nn.Module | None
     device: torch.device
@@ -43,7 +43,13 @@ class LoadedModel:
     @property
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` the model expects."""
-        return self.config.image_size
+        size = getattr(self.config, "image_size", None)
+        if isinstance(size, int):  # X2Face: fixed square input
+            return (size, size)
+        if size is None:  # Monkey-Net: dataset_params.image_shape, if the config has one
+            shape = getattr(self.config, "image_shape", None) or (64, 64)
+            return (int(shape[0]), int(shape[1]))
+        return tuple(size)  # type: ignore[return-value]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -85,7 +91,24 @@ def matching_bundled_configs(container: dict[str, Any]) -> list[str]:
     return fits
 
 
+def guess_model_kind(container: dict[str, Any]) -> str | None:
+    """Which of our models a loaded checkpoint container looks like (``None`` when unknown)."""
+    if "state_dict" in container and "generator" not in container:
+        return "x2face"
+    kp = container.get("kp_detector")
+    if isinstance(kp, dict):
+        conv_dims = {v.dim() for k, v in kp.items() if isinstance(v, torch.Tensor) and k.endswith("conv.weight")}
+        if 5 in conv_dims or "it" in container:
+            return "monkeynet"
+        if 4 in conv_dims:
+            return "fomm"
+    return None
+
+
 def _config_hint(container: dict[str, Any]) -> str:
+    kind = guess_model_kind(container)
+    if kind not in (None, "fomm"):
+        return f"It looks like a {kind} checkpoint (use --model {kind})"
     fits = matching_bundled_configs(container)
     if fits:
         return f"It fits the bundled config(s): {', '.join(fits)} (use --config {fits[0]})"
@@ -93,7 +116,7 @@ def _config_hint(container: dict[str, Any]) -> str:
 
 
 def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               model: str = "fomm", with_discriminator: bool = False) -> LoadedModel:
+               model: str = "fomm", with_discriminator: bool = False, **baseline_files: Any) -> LoadedModel:
     """Build a model from ``config`` and (optionally) load an original-format checkpoint into it.
 
     Args:
@@ -101,17 +124,22 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
         checkpoint: path of a checkpoint in the authors' container (``vox-cpk.pth.tar``) or one saved by ``fomm
             train``; ``None`` keeps random weights (useful for tests and benchmarks).
         device: torch device string.
-        model: ``"fomm"`` (baselines register further names).
+        model: ``"fomm"``, ``"monkeynet"`` (``config`` is a Monkey-Net YAML) or ``"x2face"`` (``config`` may be
+            ``None``/``"x2face"``; the pose model needs ``posereg=`` and ``posetobottle=`` file paths).
         with_discriminator: also build (and load, if present) the discriminator.
     Raises:
         FommError subclasses with a one-line explanation for every user mistake.
     """
     if model not in MODEL_NAMES:
         raise FommError(f"unknown model '{model}'; choose one of: {', '.join(MODEL_NAMES)}")
+    dev = resolve_device(device)
+    if model == "monkeynet":
+        return _load_monkeynet(config, checkpoint, dev, with_discriminator)
+    if model == "x2face":
+        return _load_x2face(config, checkpoint, dev, **baseline_files)
     from .models.fomm import build_discriminator, build_generator, build_kp_detector
 
     cfg = load_config(config)
-    dev = resolve_device(device)
     kp_detector = build_kp_detector(cfg)
     generator = build_generator(cfg)
     discriminator = build_discriminator(cfg) if with_discriminator else None
@@ -121,7 +149,9 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
         for part in ("generator", "kp_detector"):
             if part not in container:
                 keys = ", ".join(sorted(map(str, container))[:6])
-                raise CheckpointError(f"{checkpoint}: not a FOMM checkpoint (no '{part}' entry; found: {keys})")
+                kind = guess_model_kind(container)
+                hint = f"; it looks like a {kind} checkpoint (use --model {kind})" if kind else ""
+                raise CheckpointError(f"{checkpoint}: not a FOMM checkpoint (no '{part}' entry; found: {keys}){hint}")
         hint = functools.partial(_config_hint, container)
         load_state_dict_strict(kp_detector, container["kp_detector"], "kp_detector", checkpoint, hint)
         load_state_dict_strict(generator, container["generator"], "generator", checkpoint, hint)
@@ -135,6 +165,28 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
     return LoadedModel(config=cfg, kp_detector=kp_detector, generator=generator, discriminator=discriminator,
                        device=dev, model=model, checkpoint=None if checkpoint is None else str(checkpoint),
                        epoch=epoch)
+
+
+def _load_monkeynet(config: Any, checkpoint: Any, dev: torch.device, with_discriminator: bool) -> LoadedModel:
+    from .models.monkeynet import MonkeyNetConfig, load_monkeynet
+
+    cfg = config if isinstance(config, MonkeyNetConfig) else MonkeyNetConfig.from_yaml(config)
+    kp, gen, disc = load_monkeynet(cfg, checkpoint, device=dev, with_discriminator=with_discriminator)
+    return LoadedModel(config=cfg, kp_detector=kp, generator=gen, discriminator=disc, device=dev, model="monkeynet",
+                       checkpoint=None if checkpoint is None else str(checkpoint))
+
+
+def _load_x2face(config: Any, checkpoint: Any, dev: torch.device, posereg: Any = None,
+                 posetobottle: Any = None) -> LoadedModel:
+    from .models.x2face import X2Face, X2FaceConfig, load_x2face
+
+    cfg = config if isinstance(config, X2FaceConfig) else None
+    if checkpoint is None:
+        net = X2Face(cfg).to(dev).eval()
+    else:
+        net = load_x2face(checkpoint, posereg=posereg, posetobottle=posetobottle, config=cfg, device=dev)
+    return LoadedModel(config=net.config, kp_detector=None, generator=net, discriminator=None, device=dev,
+                       model="x2face", checkpoint=None if checkpoint is None else str(checkpoint))
 
 
 __all__ = ["LoadedModel", "load_model", "matching_bundled_configs", "resolve_device", "state_dict_mismatch"]

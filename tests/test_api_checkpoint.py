@@ -138,3 +138,16 @@ def test_normalize_kp_absolute_passthrough_and_missing_jacobian():
     out = fomm.normalize_kp(kp_s, kp_d, {"value": kp_d["value"][:1]}, use_relative_movement=True,
                             use_relative_jacobian=True)
     np.testing.assert_allclose(out["value"][0].numpy(), kp_s["value"][0].numpy(), atol=1e-7)
+
+
+def test_load_model_baselines_and_cross_model_hints(golden_dir):
+    mnet = fomm.load_model(golden_dir / "mnet_small.yaml", golden_dir / "mnet_small_cpk.pth.tar", model="monkeynet")
+    assert mnet.model == "monkeynet" and mnet.kp_detector is not None and not mnet.generator.training
+    x2 = fomm.load_model(None, golden_dir / "x2face_small_model.pth", model="x2face")
+    assert x2.model == "x2face" and x2.image_size == (256, 256) and x2.kp_detector is None
+    with pytest.raises(CheckpointError, match="monkeynet"):
+        fomm.load_model("vox-256", golden_dir / "mnet_small_cpk.pth.tar")
+    with pytest.raises(CheckpointError, match="x2face"):
+        fomm.load_model("vox-256", golden_dir / "x2face_small_model.pth")
+    with pytest.raises(fomm.FommError, match="unknown model"):
+        fomm.load_model("vox-256", model="tps")

@@ -225,3 +225,16 @@ def test_unwritable_output(tmp_path, capsys, small, source):
 def test_console_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "fomm", "animate", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--driving" in res.stdout
+
+
+@pytest.mark.slow
+def test_find_best_frame_with_dlib_picks_the_source_itself():
+    """Known answer: a driving clip that contains the source photo at index 3 has its best frame there."""
+    pytest.importorskip("dlib")
+    from fomm.animate.best_frame import find_best_frame
+    from fomm.assets import example_path
+
+    src = read_image(example_path("source.png"))
+    frames = list(iter_frames(example_path("driving.mp4"), max_frames=5))
+    frames.insert(3, src)
+    assert find_best_frame(src, frames) == 3
