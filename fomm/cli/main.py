@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import FommError
 from . import animate as _animate
+from . import eval as _eval
+from . import prepare as _prepare
 
-SUBCOMMANDS = [_animate]
+SUBCOMMANDS = [_animate, _eval, _prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,53 @@
+"""``fomm prepare vox|taichi`` and ``fomm crop``: dataset preparation and face auto-cropping."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="cut, crop and resize VoxCeleb/TaiChi chunks from the public metadata",
+                       description="Build the train/test layout from raw videos you downloaded yourself; missing "
+                                   "videos are listed, finished chunks are skipped on a rerun.")
+    p.add_argument("kind", choices=("vox", "taichi"))
+    p.add_argument("--metadata", required=True, help="vox-metadata.csv or taichi-metadata.csv")
+    p.add_argument("--videos", required=True, help="folder of raw videos named by their YouTube id")
+    p.add_argument("-o", "--out", required=True, help="output dataset folder (train/ and test/ are created)")
+    p.add_argument("--format", choices=("mp4", "png"), default="mp4")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--out-of-frame", choices=("clamp", "pad"), default="clamp",
+                   help="boxes running past the frame: clamp to the frame (original tool) or pad with black")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=run_prepare)
+
+    c = sub.add_parser("crop", help="find and track the face in a video and write stable square crops",
+                       description="Detects the face (dlib; OpenCV as a fallback), splits at scene cuts or when "
+                                   "the face is lost, and writes one cropped clip per segment, with audio.")
+    c.add_argument("--video", required=True)
+    c.add_argument("-o", "--output", required=True, help="output .mp4 (several segments: NAME_00.mp4, ...)")
+    c.add_argument("--size", type=int, default=256)
+    c.add_argument("--increase", type=float, default=0.1, help="grow the face box by this fraction per side")
+    c.add_argument("--min-frames", type=int, default=8, help="drop segments shorter than this")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=run_crop)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from ..datasets.prepare import prepare_dataset
+
+    summary = prepare_dataset(args.kind, args.metadata, args.videos, args.out, format=args.format, size=args.size,
+                              workers=args.workers, out_of_frame=args.out_of_frame, progress=not args.quiet)
+    print(summary.format())
+    return 0 if summary.ok else 1
+
+
+def run_crop(args: argparse.Namespace) -> int:
+    from ..crop.video import crop_video
+
+    results = crop_video(args.video, args.output, size=args.size, increase=args.increase,
+                         min_frames=args.min_frames, progress=not args.quiet)
+    for r in results:
+        print(f"wrote {r.path} (frames {r.start}-{r.end}, box {tuple(int(v) for v in r.box)}, "
+              f"{'with' if r.has_audio else 'no'} audio)")
+    return 0
