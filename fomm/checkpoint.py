@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,16 +38,21 @@ def load_container(path: str | os.PathLike, map_location: str | torch.device = "
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else "unpickling failed"
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise CheckpointError(f"{path}: refusing to load, the file contains Python objects other than tensors "
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols before failing on a bad file: the error below says it all.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError,
+            KeyError, TypeError, IndexError) as exc:
+        text = str(exc)
+        if "WeightsUnpickler error:" in text:  # torch's long preamble hides the actual reason
+            text = text[text.index("WeightsUnpickler error:") + len("WeightsUnpickler error:"):]
+        msg = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+        if "Unsupported global" in text:
+            # A real pickle that references Python classes/functions: never executed.
+            raise CheckpointError(f"{path}: refusing to load: the file contains Python objects other than tensors "
                                   f"and plain data ({msg[:160]})") from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({msg[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg[:160]})") from None
+        raise CheckpointError(f"{path}: cannot read it as a PyTorch checkpoint ({msg[:160]})") from None
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(data).__name__}")
     return dict(data)

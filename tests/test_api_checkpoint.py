@@ -52,8 +52,8 @@ def test_pickled_objects_are_refused(tmp_path):
 
     path = tmp_path / "evil.pth"
     with open(path, "wb") as fh:
-        pickle.dump({"generator": Evil()}, fh)
-    with pytest.raises(CheckpointError, match="refusing|not a PyTorch"):
+        pickle.dump({"generator": Evil()}, fh, protocol=2)  # the protocol torch.save uses
+    with pytest.raises(CheckpointError, match="refusing"):
         load_container(path)
 
 

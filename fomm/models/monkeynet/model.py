@@ -7,8 +7,6 @@ Public entry points: :func:`build_monkeynet`, :func:`load_monkeynet_checkpoint`,
 from __future__ import annotations
 
 import dataclasses
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import torch
 from scipy.spatial import ConvexHull
 from torch import nn
 
+from fomm.checkpoint import load_container
 from fomm.errors import CheckpointError, InputError
 
 from .config import MonkeyNetConfig, NormalizationParams
@@ -48,19 +47,8 @@ def build_monkeynet(config: MonkeyNetConfig) -> tuple[KPDetector, MotionTransfer
 
 
 def _load_container(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a Monkey-Net .pth.tar file")
-    try:
-        # map_location: the released files carry cuda-tagged storages; weights_only: never run pickled code.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint ({first[:200]}); "
-                              "is it a Monkey-Net .pth.tar file?") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict; "
-                              "expected the Monkey-Net container with 'generator' and 'kp_detector'")
-    return obj
+    # Shared safe reader: map_location for the cuda-tagged release files, weights_only so no pickled code runs.
+    return load_container(path, map_location="cpu")
 
 
 def _strict_load(module: nn.Module, state: Any, name: str, path: Path) -> None:

@@ -13,13 +13,13 @@ Files are read with ``torch.load(map_location="cpu", weights_only=True)``: the o
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fomm.checkpoint import atomic_save, load_container
 from fomm.errors import CheckpointError, OutputError
 from fomm.models.x2face.model import X2Face, X2FaceConfig
 
@@ -32,14 +32,7 @@ _MAX_NAMED = 4
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     """``torch.load`` a checkpoint on the CPU with ``weights_only=True``; any failure is a :class:`CheckpointError`."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"X2Face checkpoint not found: {p}")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
-        raise CheckpointError(f"cannot read {p} as a torch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from exc
+    return load_container(path, map_location="cpu")
 
 
 def state_dict_of(obj: Any, path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -168,11 +161,4 @@ def save_x2face(model: X2Face, path: str | os.PathLike[str], optimizer: torch.op
         raise OutputError(f"cannot write {p}: folder {p.parent} does not exist")
     payload = {"state_dict": model.state_dict(),
                "optimizer": optimizer.state_dict() if optimizer is not None else None}
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save(payload, p)
