@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_container, load_state_dict_strict, state_dict_mismatch
-from .config import ConfigLike, FommConfig, bundled_configs, load_config
+from .config import ConfigLike, bundled_configs, load_config
 from .errors import CheckpointError, FommError
 
 MODEL_NAMES = ("fomm", "monkeynet", "x2face")

@@ -109,10 +109,9 @@ def test_best_frame_sets_reference(tmp_path, small, source):
     assert not np.array_equal(np.asarray(Image.open(fa[0])), np.asarray(Image.open(fb[0])))
 
 
-def test_find_best_frame_uses_landmarks(tmp_path, small, source, monkeypatch):
+def test_find_best_frame_uses_landmarks():
     from fomm.animate import best_frame
 
-    drv = _make_video(tmp_path / "drv.mp4", frames=4)
     pts = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], float)
     calls = iter([pts, pts * 2 + [[0.5, 0], [0, 0], [0, 0], [0, 0]], None, pts * 3, pts + 0.1])
 

@@ -22,7 +22,7 @@ import torch
 
 from ..api import LoadedModel
 from ..errors import InputError
-from ..io.image import image_to_tensor, read_image, tensor_to_uint8
+from ..io.image import image_to_tensor, read_image, resize_uint8, tensor_to_uint8
 from ..io.video import check_output_path, iter_frames, open_writer, probe_video
 from .normalize import normalize_kp
 
@@ -174,8 +174,6 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
         try:
             for frame in frames:
                 if frame.shape[:2] != size:
-                    from ..io.image import resize_uint8
-
                     frame = resize_uint8(frame, size)
                 writer.write(frame)
                 count += 1
