@@ -1,0 +1,1 @@
+"""Weights of the models fomm ships (see :mod:`fomm.pretrained`)."""
