@@ -1,0 +1,547 @@
+"""The training loop behind ``fomm train``: one process (CPU or one GPU) or several through ``torchrun`` + DDP.
+
+Run directory layout (``out``)::
+
+    config.yaml                        effective config (CLI overrides applied)
+    log.jsonl, log.csv                 every iteration's weighted losses, total, learning rates (rank 0)
+    checkpoints/00000009-checkpoint.pth.tar   original container + optimizer/scheduler/RNG state, atomic writes
+    checkpoints/interrupted.pth.tar    weights at Ctrl-C / crash mid-epoch (not an exact resume point)
+    visualizations/epoch_0009.png      source | driving+kp | deformed | occlusion | prediction
+    ranks/rank<r>.json                 per-rank sample indices and weight checksums (multi-process runs)
+
+Determinism: data order, augmentation and the equivariance transforms are all drawn from streams keyed by
+``(seed, epoch[, rank])``, so a run resumed from an epoch checkpoint repeats exactly what the uninterrupted run
+would have done (up to floating-point non-determinism of the device).
+
+``epoch`` in a checkpoint is the number of the last *completed* epoch (0-based); training resumes at the next.
+Learning rates follow ``MultiStepLR(epoch_milestones, gamma=0.1)`` stepped once per epoch, Adam with
+``betas=(0.5, 0.999)`` as in the original trainers. In DDP, ``train_params.batch_size`` is the *global* batch,
+split evenly over the processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from fomm.checkpoint import atomic_save, load_container, load_state_dict_strict
+from fomm.errors import CheckpointError, ConfigError, FommError, InputError, OutputError
+
+CHECKPOINT_RE = re.compile(r"^(\d{8})-checkpoint\.pth\.tar$")
+MAX_BAD_STEPS = 20
+
+
+class TrainingError(FommError):
+    """Training cannot go on (e.g. losses stay NaN); the last checkpoint is intact."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``fomm train`` accepts. ``None`` means "take it from the config's ``train_params``"."""
+
+    config: Any
+    out: str | os.PathLike
+    data: str | os.PathLike | None = None  # overrides dataset_params.root_dir
+    model: str = "fomm"
+    resume: str | os.PathLike | bool | None = None  # True: latest checkpoint in out/checkpoints
+    init_checkpoint: str | os.PathLike | None = None  # start from these weights (fresh optimizers)
+    device: str = "auto"
+    epochs: int | None = None
+    num_repeats: int | None = None
+    batch_size: int | None = None
+    checkpoint_freq: int | None = None
+    workers: int = 2
+    seed: int = 0
+    amp: bool | None = None  # default: on for CUDA (bf16 if supported, else fp16 + GradScaler)
+    visualize_every: int | None = None  # iterations; default: once per epoch
+    max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests, quick looks)
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    last_checkpoint: Path | None
+    epochs_completed: int
+    steps: int
+    last_losses: dict[str, float] = field(default_factory=dict)
+    skipped_steps: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# distributed set-up
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Read torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and join the process group.
+
+    NCCL on CUDA, gloo on CPU. Without torchrun's variables this is a single process.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FommError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
+        if dev.index is None:
+            dev = torch.device("cuda", local if world > 1 else 0)
+        torch.cuda.set_device(dev)
+    ctx = DistContext(rank=rank, world_size=world, local_rank=local, device=dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        ctx.initialized_here = True
+    return ctx
+
+
+def _seed_for(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of the epoch checkpoints in ``run_dir/checkpoints``, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
+                     keep: tuple[str, ...] = ("generator", "kp_detector")) -> Path:
+    """Write an inference-only copy of a training checkpoint (no optimizer/scheduler/RNG state, no
+    discriminator by default), in the original container. Used to make the shipped models small."""
+    container = load_container(src)
+    missing = [k for k in keep if k not in container]
+    if missing:
+        raise CheckpointError(f"{src}: no {', '.join(missing)} entry to keep")
+    out: dict[str, Any] = {k: container[k] for k in keep}
+    out["epoch"] = container.get("epoch", 0)
+    meta = container.get("fomm_train")
+    if isinstance(meta, dict):
+        out["fomm_train"] = {k: v for k, v in meta.items() if k != "rng"}
+    return atomic_save(out, dst)
+
+
+def _param_digest(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# logging
+# ---------------------------------------------------------------------------------------------------------------
+class LossLog:
+    """Appends one record per iteration to ``log.jsonl`` and ``log.csv`` (columns fixed by the first record;
+    a resumed run appends to the same files)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.jsonl = open(run_dir / "log.jsonl", "a")
+        self.csv_path = run_dir / "log.csv"
+        self.fields: list[str] | None = None
+        if self.csv_path.is_file() and self.csv_path.stat().st_size > 0:
+            with open(self.csv_path, newline="") as fh:
+                self.fields = next(csv.reader(fh), None)
+        self.csv = open(self.csv_path, "a", newline="")
+        self.writer: Any = None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.jsonl.write(json.dumps(record) + "\n")
+        if self.fields is None:
+            self.fields = list(record)
+            csv.writer(self.csv).writerow(self.fields)
+        if self.writer is None:
+            self.writer = csv.DictWriter(self.csv, fieldnames=self.fields, extrasaction="ignore")
+        self.writer.writerow(record)
+
+    def flush(self) -> None:
+        self.jsonl.flush()
+        self.csv.flush()
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.csv.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------------------------
+def _prepare_config(opts: TrainOptions) -> tuple[Any, Any]:
+    from fomm.train.objectives import OBJECTIVES
+
+    if opts.model not in OBJECTIVES:
+        raise ConfigError(f"unknown model '{opts.model}' for training; choose one of: {', '.join(OBJECTIVES)}")
+    load_cfg, build = OBJECTIVES[opts.model]
+    cfg = copy.deepcopy(load_cfg(opts.config))
+    tp = cfg.train_params
+    if not tp:
+        raise ConfigError(f"config {getattr(cfg, 'name', opts.config)} has no train_params section")
+    if opts.data is not None:
+        cfg.dataset_params["root_dir"] = str(opts.data)
+    if opts.epochs is not None:
+        tp["num_epochs"] = int(opts.epochs)
+    if opts.num_repeats is not None:
+        tp["num_repeats"] = int(opts.num_repeats)
+    if opts.batch_size is not None:
+        tp["batch_size"] = int(opts.batch_size)
+    if opts.checkpoint_freq is not None:
+        tp["checkpoint_freq"] = int(opts.checkpoint_freq)
+    for key in ("num_epochs", "batch_size"):
+        if key not in tp:
+            raise ConfigError(f"train_params.{key} is missing from the config")
+        if int(tp[key]) < 1:
+            raise ConfigError(f"train_params.{key} must be >= 1, got {tp[key]}")
+    return cfg, build
+
+
+def _dataset(cfg: Any, seed: int) -> Any:
+    from fomm.datasets.frames import DatasetRepeater, FramesDataset
+
+    params = dict(cfg.dataset_params)
+    if "root_dir" not in params:
+        raise ConfigError("no dataset: pass --data ROOT or set dataset_params.root_dir in the config")
+    params.pop("pairs_list", None)  # only used for animation pairs at test time
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = FramesDataset.from_config(params, is_train=True, seed=seed)
+    for w in caught:
+        warnings.warn(str(w.message), stacklevel=3)
+    return DatasetRepeater(dataset, int(cfg.train_params.get("num_repeats", 1)))
+
+
+def _check_fits(cfg: Any, dataset: Any) -> None:
+    """Frames are resized to the config's frame_shape; a model whose input size does not divide cleanly through
+    its down-sampling blocks fails here instead of mid-epoch."""
+    h, w, _ = dataset.dataset.frame_shape
+    mp = getattr(cfg, "model_params", None)
+    gen = getattr(mp, "generator_params", None)
+    if gen is not None:
+        f = 2 ** int(getattr(gen, "num_down_blocks", 0))
+        if h % f or w % f:
+            raise ConfigError(f"frame_shape {h}x{w} is not divisible by 2^num_down_blocks = {f}; "
+                              f"change dataset_params.frame_shape or generator_params.num_down_blocks")
+
+
+def train(opts: TrainOptions) -> TrainResult:
+    """Train (or resume) a model; see the module docstring. Returns where things were written."""
+    ctx = init_distributed(opts.device)
+    try:
+        return _train(opts, ctx)
+    finally:
+        if ctx.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from fomm.train.objectives import DiscriminatorStep
+    from fomm.train.visualize import save_grid
+
+    say = opts.log if ctx.is_main else (lambda _msg: None)
+    cfg, build = _prepare_config(opts)
+    tp = cfg.train_params
+    run_dir = Path(opts.out)
+    if ctx.is_main:
+        try:
+            for sub in ("checkpoints", "visualizations"):
+                (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
+
+    # -- resume point ---------------------------------------------------------------------------------------
+    resume_path: Path | None = None
+    if opts.resume:
+        if opts.resume is True or str(opts.resume) in ("", "latest", "True"):
+            found = list_checkpoints(run_dir)
+            if not found:
+                raise InputError(f"--resume: no checkpoints in {run_dir / 'checkpoints'}; start without --resume")
+            resume_path = found[-1][1]
+        else:
+            resume_path = Path(str(opts.resume))
+            if not resume_path.is_file():
+                raise InputError(f"--resume: checkpoint {resume_path} does not exist")
+    elif ctx.is_main and list_checkpoints(run_dir):
+        raise OutputError(f"{run_dir} already holds checkpoints; pass --resume to continue that run or choose "
+                          f"another --out folder")
+
+    # -- data -----------------------------------------------------------------------------------------------
+    dataset = _dataset(cfg, opts.seed)
+    _check_fits(cfg, dataset)
+    global_bs = int(tp["batch_size"])
+    if global_bs % ctx.world_size:
+        raise ConfigError(f"batch_size {global_bs} does not split evenly over {ctx.world_size} processes; "
+                          f"use a multiple of {ctx.world_size}")
+    per_rank_bs = global_bs // ctx.world_size
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=opts.seed, drop_last=True)
+    if len(sampler) < per_rank_bs:
+        raise ConfigError(f"an epoch holds only {len(dataset)} samples ({len(sampler)} per process), fewer than "
+                          f"one batch of {per_rank_bs}; raise num_repeats or lower batch_size")
+    loader = DataLoader(dataset, batch_size=per_rank_bs, sampler=sampler, num_workers=max(0, int(opts.workers)),
+                        drop_last=True, pin_memory=ctx.device.type == "cuda",
+                        persistent_workers=False)
+
+    # -- model, optimizers, schedulers ----------------------------------------------------------------------
+    torch.manual_seed(_seed_for(opts.seed, 0xC0DE))  # identical initial weights on every rank
+    objective = build(cfg, ctx.device)
+    if opts.init_checkpoint is not None:
+        container = load_container(opts.init_checkpoint)
+        for name, net in objective.networks().items():
+            if name in container:
+                load_state_dict_strict(net, container[name], name, opts.init_checkpoint)
+    if ctx.distributed and ctx.device.type == "cuda":
+        # The original trainers synchronised batch norm across GPUs; SyncBatchNorm is CUDA-only in torch.
+        nn.SyncBatchNorm.convert_sync_batchnorm(objective)
+    nets = objective.networks()
+    milestones = [int(m) for m in tp.get("epoch_milestones", [])]
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    schedulers: dict[str, torch.optim.lr_scheduler.MultiStepLR] = {}
+    for name, net in nets.items():
+        if name == "discriminator" and not objective.adversarial:
+            continue
+        lr_key = objective.lr_keys.get(name, f"lr_{name}")
+        lr = float(tp.get(lr_key, 2e-4))
+        optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999))
+        schedulers[name] = torch.optim.lr_scheduler.MultiStepLR(optimizers[name], milestones, gamma=0.1)
+
+    start_epoch = 0
+    if resume_path is not None:
+        container = load_container(resume_path, map_location="cpu")
+        for name, net in nets.items():
+            if name not in container:
+                raise CheckpointError(f"{resume_path}: no '{name}' entry; is it a checkpoint of this model?")
+            load_state_dict_strict(net, container[name], name, resume_path)
+        for name, opt in optimizers.items():
+            key = f"optimizer_{name}"
+            if key in container:
+                opt.load_state_dict(container[key])
+        for name, sched in schedulers.items():
+            key = f"scheduler_{name}"
+            if key in container:
+                sched.load_state_dict(container[key])
+            else:  # an authors' checkpoint: rebuild the schedule from the epoch
+                for _ in range(int(container.get("epoch", -1)) + 1):
+                    sched.step()
+        meta = container.get("fomm_train") or {}
+        rng = meta.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], ctx.device)
+        start_epoch = int(container.get("epoch", -1)) + 1
+        say(f"resuming from {resume_path} at epoch {start_epoch}")
+
+    use_amp = (ctx.device.type == "cuda") if opts.amp is None else bool(opts.amp)
+    amp_dtype = torch.bfloat16
+    if use_amp and ctx.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        amp_dtype = torch.float16
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    disc_step = DiscriminatorStep(objective) if objective.adversarial else None
+    gen_model: nn.Module = objective
+    disc_model: nn.Module | None = disc_step
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        gen_model = DDP(objective, device_ids=ids)
+        if disc_step is not None:
+            disc_model = DDP(disc_step, device_ids=ids)
+
+    num_epochs = int(tp["num_epochs"])
+    ckpt_freq = max(1, int(tp.get("checkpoint_freq", 1)))
+    if ctx.is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    log = LossLog(run_dir) if ctx.is_main else None
+    disc = nets.get("discriminator")
+    gen_opts = [optimizers[n] for n in optimizers if n != "discriminator"]
+    step = start_epoch * len(loader)
+    bad_in_a_row = 0
+    skipped = 0
+    last_losses: dict[str, float] = {}
+    last_ckpt: Path | None = list_checkpoints(run_dir)[-1][1] if list_checkpoints(run_dir) else None
+    seen_indices: list[int] = []
+    epoch = start_epoch
+    say(f"training {opts.model} on {dataset.dataset.folder} ({len(dataset.dataset)} videos x "
+        f"{dataset.num_repeats} repeats, {ctx.world_size} process(es), batch {global_bs}, device {ctx.device}"
+        f"{', amp ' + str(amp_dtype).replace('torch.', '') if use_amp else ''}) for epochs "
+        f"{start_epoch}..{num_epochs - 1}")
+
+    def checkpoint(path: Path, completed_epoch: int, partial: int | None = None) -> Path:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if ctx.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(ctx.device)
+        container: dict[str, Any] = {}
+        for name, net in nets.items():
+            container[name] = net.state_dict()
+        for name, opt in optimizers.items():
+            container[f"optimizer_{name}"] = opt.state_dict()
+        for name, sched in schedulers.items():
+            container[f"scheduler_{name}"] = sched.state_dict()
+        container["epoch"] = int(completed_epoch)
+        container["fomm_train"] = {"model": opts.model, "config": cfg.to_dict(), "seed": int(opts.seed),
+                                   "world_size": ctx.world_size, "step": int(step), "rng": rng,
+                                   "partial_epoch": partial}
+        return atomic_save(container, path)
+
+    try:
+        for epoch in range(start_epoch, num_epochs):
+            dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            tgen = torch.Generator().manual_seed(_seed_for(opts.seed, epoch, ctx.rank, 0x7F))
+            seen_indices = list(iter(sampler))
+            objective.train()
+            iterator: Any = loader
+            total_steps = len(loader) if opts.max_steps_per_epoch is None else min(len(loader),
+                                                                                     opts.max_steps_per_epoch)
+            bar = None
+            if opts.progress and ctx.is_main:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total_steps, desc=f"epoch {epoch + 1}/{num_epochs}", unit="it", leave=False)
+            last_batch = last_generated = None
+            t0 = time.time()
+            for it, batch in enumerate(iterator):
+                if it >= total_steps:
+                    break
+                batch = {k: (v.to(ctx.device, non_blocking=True) if torch.is_tensor(v) else v)
+                         for k, v in batch.items()}
+                if disc is not None:
+                    disc.requires_grad_(False)  # the generator step must not touch discriminator weights
+                with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
+                    losses, generated = gen_model(batch, generator=tgen)
+                loss = sum(losses.values())
+                assert isinstance(loss, torch.Tensor)
+                finite = bool(torch.isfinite(loss.detach()).item())
+                if ctx.distributed:  # all ranks must agree to skip, or DDP would hang on the next all-reduce
+                    flag = torch.tensor([0.0 if finite else 1.0], device=ctx.device)
+                    dist.all_reduce(flag)
+                    finite = flag.item() == 0
+                if not finite:
+                    for opt in gen_opts:
+                        opt.zero_grad(set_to_none=True)
+                    bad_in_a_row += 1
+                    skipped += 1
+                    warnings.warn(f"epoch {epoch}, iteration {it}: non-finite loss, step skipped")
+                    if bad_in_a_row >= MAX_BAD_STEPS:
+                        raise TrainingError(f"{MAX_BAD_STEPS} non-finite losses in a row; lower the learning "
+                                            f"rates or check the data. Last good checkpoint: {last_ckpt}")
+                    continue
+                bad_in_a_row = 0
+                scaler.scale(loss).backward()
+                for opt in gen_opts:
+                    scaler.step(opt)
+                    opt.zero_grad(set_to_none=True)
+                record_losses = {k: float(v.detach()) for k, v in losses.items()}
+                if disc_model is not None and disc is not None:
+                    disc.requires_grad_(True)
+                    optimizers["discriminator"].zero_grad(set_to_none=True)
+                    with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
+                        d_losses = disc_model(batch, generated)
+                    d_loss = sum(d_losses.values())
+                    assert isinstance(d_loss, torch.Tensor)
+                    scaler.scale(d_loss).backward()
+                    scaler.step(optimizers["discriminator"])
+                    optimizers["discriminator"].zero_grad(set_to_none=True)
+                    record_losses.update({k: float(v.detach()) for k, v in d_losses.items()})
+                scaler.update()
+                step += 1
+                if ctx.distributed:
+                    vals = torch.tensor(list(record_losses.values()), device=ctx.device, dtype=torch.float64)
+                    dist.all_reduce(vals)
+                    record_losses = dict(zip(record_losses, (vals / ctx.world_size).tolist()))
+                last_losses = record_losses
+                if log is not None:
+                    record: dict[str, Any] = {"epoch": epoch, "iteration": it, "step": step}
+                    record.update({k: round(v, 6) for k, v in record_losses.items()})
+                    record["total"] = round(sum(v for k, v in record_losses.items() if k != "disc_gan"), 6)
+                    record.update({f"lr_{n}": s.get_last_lr()[0] for n, s in schedulers.items()})
+                    record["time"] = round(time.time() - t0, 3)
+                    log.write(record)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{sum(record_losses.values()):.4f}")
+                    bar.update(1)
+                last_batch, last_generated = batch, generated
+                if (ctx.is_main and opts.visualize_every and step % opts.visualize_every == 0):
+                    save_grid(str(run_dir / "visualizations" / f"step_{step:08d}.png"),
+                              objective.visual_items(batch, generated))
+            if bar is not None:
+                bar.close()
+            for sched in schedulers.values():
+                sched.step()
+            if log is not None:
+                log.flush()
+            if ctx.is_main and last_batch is not None and not opts.visualize_every:
+                save_grid(str(run_dir / "visualizations" / f"epoch_{epoch:04d}.png"),
+                          objective.visual_items(last_batch, last_generated or {}))
+            if ctx.is_main and ((epoch + 1) % ckpt_freq == 0 or epoch + 1 == num_epochs):
+                last_ckpt = checkpoint(run_dir / "checkpoints" / f"{epoch:08d}-checkpoint.pth.tar", epoch)
+            if last_losses:
+                say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_losses.items())
+                    + f" ({time.time() - t0:.0f} s)")
+    except KeyboardInterrupt:
+        if ctx.is_main:
+            path = checkpoint(run_dir / "checkpoints" / "interrupted.pth.tar", epoch - 1, partial=epoch)
+            say(f"interrupted in epoch {epoch}: weights saved to {path}; resume exactly from {last_ckpt}")
+        raise
+    finally:
+        if log is not None:
+            log.close()
+        if ctx.distributed:
+            (run_dir / "ranks").mkdir(parents=True, exist_ok=True)
+            info = {"rank": ctx.rank, "world_size": ctx.world_size, "last_epoch_indices": seen_indices,
+                    "digests": {n: _param_digest(net) for n, net in nets.items()}}
+            (run_dir / "ranks" / f"rank{ctx.rank}.json").write_text(json.dumps(info))
+    if ctx.distributed:
+        dist.barrier()
+    completed = num_epochs if num_epochs > start_epoch else start_epoch
+    return TrainResult(run_dir=run_dir, last_checkpoint=last_ckpt, epochs_completed=completed,
+                       steps=step, last_losses=last_losses, skipped_steps=skipped)
+
+
+__all__ = ["DistContext", "TrainOptions", "TrainResult", "TrainingError", "init_distributed", "list_checkpoints",
+           "strip_checkpoint", "train"]
