@@ -11,8 +11,9 @@ from ..errors import FommError
 from . import animate as _animate
 from . import eval as _eval
 from . import prepare as _prepare
+from . import train as _train
 
-SUBCOMMANDS = [_animate, _eval, _prepare]
+SUBCOMMANDS = [_animate, _train, _eval, _prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:

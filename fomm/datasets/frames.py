@@ -35,6 +35,7 @@ from fomm.errors import ConfigError, InputError
 
 TEST_FRACTION = 0.2
 _MAX_LISTED_WARNINGS = 5
+_MAX_READ_RETRIES = 10
 
 
 def identity_of(name: str) -> str:
@@ -114,6 +115,7 @@ class FramesDataset(Dataset):
                              f"or strip images)")
 
         self.skipped: dict[str, list[str]] = defaultdict(list)
+        self.read_failures: dict[str, int] = {}  # training-time read errors per video (name -> count)
         self.sources: dict[str, VideoSource] = {}
         self._probe(names)
         self.videos = sorted(self.sources)
@@ -226,9 +228,21 @@ class FramesDataset(Dataset):
             name = candidates[int(rng.integers(len(candidates)))]
         else:
             name = self.videos[index]
-        n = self.sources[name].num_frames
-        frame_idx = np.sort(rng.choice(n, size=2, replace=True))
-        frames = self._read(name, [int(i) for i in frame_idx])
+        # A video that decodes at probe time can still fail later (truncated file, disk error). Losing the
+        # epoch for one bad clip is worse than drawing another one: warn, remember it, and move on.
+        for _attempt in range(_MAX_READ_RETRIES):
+            n = self.sources[name].num_frames
+            frame_idx = np.sort(rng.choice(n, size=2, replace=True))
+            try:
+                frames = self._read(name, [int(i) for i in frame_idx])
+                break
+            except InputError as exc:
+                self.read_failures[name] = self.read_failures.get(name, 0) + 1
+                warnings.warn(f"{exc}; drawing another video instead", stacklevel=2)
+                name = self.videos[int(rng.integers(len(self.videos)))]
+        else:
+            raise InputError(f"{_MAX_READ_RETRIES} videos in a row could not be read in {self.folder}; "
+                             f"check the dataset (first failures: {sorted(self.read_failures)[:3]})")
         assert self.augment is not None
         out, _ = self.augment(frames, rng)
         source, driving = (torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1) for f in out)

@@ -165,6 +165,19 @@ def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
     return atomic_save(out, dst)
 
 
+def _average_buffers(nets: Any, world_size: int) -> None:
+    """Average floating-point buffers (batch-norm running statistics) over the processes.
+
+    DDP keeps parameters identical but each process updates its own running statistics after the last
+    broadcast; without SyncBatchNorm (CPU) they drift apart. Averaging them once per epoch gives every rank,
+    and the saved checkpoint, the same statistics, estimated from all processes' data."""
+    for net in nets:
+        for buf in net.buffers():
+            if buf.is_floating_point():
+                dist.all_reduce(buf)
+                buf /= world_size
+
+
 def _param_digest(module: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
@@ -246,11 +259,7 @@ def _dataset(cfg: Any, seed: int) -> Any:
     if "root_dir" not in params:
         raise ConfigError("no dataset: pass --data ROOT or set dataset_params.root_dir in the config")
     params.pop("pairs_list", None)  # only used for animation pairs at test time
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dataset = FramesDataset.from_config(params, is_train=True, seed=seed)
-    for w in caught:
-        warnings.warn(str(w.message), stacklevel=3)
+    dataset = FramesDataset.from_config(params, is_train=True, seed=seed)
     return DatasetRepeater(dataset, int(cfg.train_params.get("num_repeats", 1)))
 
 
@@ -511,6 +520,8 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
                               objective.visual_items(batch, generated))
             if bar is not None:
                 bar.close()
+            if ctx.distributed:
+                _average_buffers(nets.values(), ctx.world_size)
             for sched in schedulers.values():
                 sched.step()
             if log is not None:

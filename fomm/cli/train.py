@@ -1,0 +1,48 @@
+"""``fomm train``: train FOMM (or a baseline) on a folder of videos; one process, or several via ``torchrun``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on a video dataset (CPU, one GPU, or torchrun for many)",
+                       description="Train on ROOT/train (folders of frames, video files or strip images). "
+                                   "Epochs, repeats, milestones, learning rates and batch size come from the "
+                                   "config unless given here. Several GPUs/machines: "
+                                   "torchrun --nproc_per_node N -m fomm train ...")
+    p.add_argument("--config", required=True,
+                   help="bundled config name (actions-64, shapes-64, vox-256, ...) or a YAML file")
+    p.add_argument("--data", help="dataset folder (overrides dataset_params.root_dir)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, logs, visualisations")
+    p.add_argument("--model", default="fomm", help="fomm, monkeynet or x2face (default: %(default)s)")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                   help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
+    p.add_argument("--init-checkpoint", help="start from these weights with fresh optimizers (fine-tuning)")
+    p.add_argument("--epochs", type=int, help="train_params.num_epochs")
+    p.add_argument("--num-repeats", type=int, help="train_params.num_repeats")
+    p.add_argument("--batch-size", type=int, help="train_params.batch_size (global, over all processes)")
+    p.add_argument("--checkpoint-freq", type=int, help="save a checkpoint every N epochs")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: on for CUDA, off on CPU)")
+    p.add_argument("--visualize-every", type=int, default=None, metavar="STEPS",
+                   help="write a PNG grid every N iterations (default: once per epoch)")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..train.trainer import TrainOptions, train
+
+    result = train(TrainOptions(
+        config=args.config, out=args.out, data=args.data, model=args.model, resume=args.resume,
+        init_checkpoint=args.init_checkpoint, device=args.device, epochs=args.epochs, num_repeats=args.num_repeats,
+        batch_size=args.batch_size, checkpoint_freq=args.checkpoint_freq, workers=args.workers, seed=args.seed,
+        amp=args.amp, visualize_every=args.visualize_every, max_steps_per_epoch=args.max_steps_per_epoch,
+        progress=not args.quiet))
+    print(f"done: {result.epochs_completed} epoch(s), {result.steps} steps; last checkpoint {result.last_checkpoint}")
+    return 0
