@@ -34,10 +34,14 @@ class DemoLimits:
 
     max_upload_mb: float = 50.0
     max_video_seconds: float = 60.0
-    max_video_frames: int = 3600
+    max_video_frames: int | None = None  # default: max_video_seconds at 60 fps
     queue_size: int = 8
     concurrency: int = 1
     webcam_time_limit_s: int = 120
+
+    @property
+    def frame_limit(self) -> int:
+        return self.max_video_frames or int(self.max_video_seconds * 60)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -115,8 +119,8 @@ def check_driving(path: Path, limits: DemoLimits) -> VideoInfo:
     if info.duration > limits.max_video_seconds:
         raise InputError(f"the driving video lasts {_duration(info.duration)}; the limit is "
                          f"{limits.max_video_seconds:g} s: trim it first")
-    if info.num_frames > limits.max_video_frames:
-        raise InputError(f"the driving video has {info.num_frames} frames; the limit is {limits.max_video_frames}")
+    if info.num_frames > limits.frame_limit:
+        raise InputError(f"the driving video has {info.num_frames} frames; the limit is {limits.frame_limit}")
     return info
 
 
