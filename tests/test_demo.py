@@ -229,3 +229,20 @@ def _short_clip(path: Path) -> Path:
         for frame in iter_frames(example_path("driving-man.mp4"), size=(96, 96), max_frames=12):
             w.write(frame)
     return path
+
+
+def test_cli_rejects_bad_options_before_starting_a_server(tmp_path):
+    import argparse
+
+    from fomm.cli import demo as cli_demo
+
+    parser = argparse.ArgumentParser(prog="fomm")
+    cli_demo.register(parser.add_subparsers())
+    for argv, message in ((["demo", "--checkpoint", "x.pth"], "--checkpoint needs --config"),
+                          (["demo", "--random-weights", "--max-upload-mb", "0"], "--max-upload-mb must be positive"),
+                          (["demo", "--models", str(tmp_path / "missing.yaml")], "cannot read the models file")):
+        args = parser.parse_args(argv)
+        with pytest.raises(FommError, match=message):
+            args.func(args)
+    args = parser.parse_args(["demo", "--host", "0.0.0.0", "--port", "9000", "--share", "--random-weights"])
+    assert (args.host, args.port, args.share, args.config) == ("0.0.0.0", 9000, True, None)

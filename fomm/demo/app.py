@@ -118,7 +118,7 @@ def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *
             if session.key is None or session.key[1] != str(src_path):
                 session.source = check_source(src_path, limits)
             out = session.animate(model, str(model_label), session.source, str(src_path),
-                                  np.asarray(frame)[..., :3].astype(np.uint8, copy=False))
+                                  np.array(frame[..., :3], dtype=np.uint8))  # Gradio hands read-only arrays
             return out, session
         except FommError as err:
             raise _ui_error(err) from None

@@ -9,9 +9,9 @@ from ..assets import example_path
 
 #: (file name in fomm/assets/examples, label shown in the demo)
 SOURCE_EXAMPLES: list[tuple[str, str]] = [
-    ("source.png", "portrait photo"),
-    ("photo.jpg", "photo"),
     ("painting.jpg", "painting"),
+    ("photo.jpg", "photo"),
+    ("source.png", "portrait photo"),
 ]
 DRIVING_EXAMPLES: list[tuple[str, str]] = [
     ("driving.mp4", "talking head (with audio)"),
