@@ -1,1 +1,29 @@
+"""Gradio demo (``fomm demo``; needs ``pip install 'fomm[demo]'``).
 
+Gradio is imported only by :mod:`fomm.demo.app`, so the checks in :mod:`fomm.demo.jobs` work without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .jobs import DemoLimits, JobOptions, JobResult, auto_crop_available, run_job
+from .models import ModelChoice, ModelPool, checkpoint_choice, choices_from_file, shipped_choices
+
+
+def build_app(*args: Any, **kwargs: Any):
+    """See :func:`fomm.demo.app.build_app`."""
+    from .app import build_app as _build
+
+    return _build(*args, **kwargs)
+
+
+def launch(*args: Any, **kwargs: Any):
+    """See :func:`fomm.demo.app.launch`."""
+    from .app import launch as _launch
+
+    return _launch(*args, **kwargs)
+
+
+__all__ = ["DemoLimits", "JobOptions", "JobResult", "ModelChoice", "ModelPool", "auto_crop_available", "build_app",
+           "checkpoint_choice", "choices_from_file", "launch", "run_job", "shipped_choices"]
