@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import FommError
 from . import animate as _animate
+from . import demo as _demo
 from . import eval as _eval
 from . import prepare as _prepare
 from . import train as _train
 
-SUBCOMMANDS = [_animate, _train, _eval, _prepare]
+SUBCOMMANDS = [_animate, _train, _eval, _prepare, _demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
