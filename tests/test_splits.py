@@ -58,3 +58,15 @@ def test_bad_split_file(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"train": ["a"], "test": ["a"]}))
     with pytest.raises(InputError, match="both train and test"):
         load_split(bad)
+
+
+def test_cli_actions_split_writes_the_leak_free_layout(tmp_path, data_dir, capsys):
+    from fomm.cli.main import main
+
+    out = tmp_path / "actions-leakfree"
+    assert main(["actions-split", "--data", str(data_dir / "actions"), "-o", str(out)]) == 0
+    split = load_split()
+    assert sorted(p.name for p in (out / "test").iterdir()) == sorted(Path(p).name for p in split["test"])
+    assert len(list((out / "train").iterdir())) == len(split["train"])
+    assert main(["actions-split", "--data", str(data_dir / "actions"), "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err

@@ -9,9 +9,12 @@ from ..errors import FommError
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--config", default="vox-256",
+    g.add_argument("--pretrained", metavar="NAME",
+                   help="a model shipped with fomm (see `fomm.pretrained`; default when no --checkpoint is given: "
+                        "actions-64)")
+    g.add_argument("--config", default=None,
                    help="bundled config name (vox-256, taichi-256, ...) or a first-order-model YAML file "
-                        "(default: %(default)s)")
+                        "(default: vox-256 with --checkpoint/--random-weights)")
     g.add_argument("--checkpoint", help="checkpoint file in the authors' format (e.g. vox-cpk.pth.tar)")
     g.add_argument("--random-weights", action="store_true",
                    help="run without a checkpoint (random weights: for smoke tests and benchmarks only)")
@@ -20,11 +23,18 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def load_model_from_args(args: argparse.Namespace):
     from ..api import load_model
+    from ..pretrained import DEFAULT_MODEL, REGISTRY, load_pretrained
 
+    if args.pretrained is not None:
+        if args.checkpoint is not None or args.random_weights:
+            raise FommError("--pretrained cannot be combined with --checkpoint or --random-weights")
+        return load_pretrained(args.pretrained, device=args.device)
     if args.checkpoint is None and not args.random_weights:
-        raise FommError("no checkpoint given: pass --checkpoint PATH (e.g. vox-cpk.pth.tar), or --random-weights "
-                        "for a smoke test with an untrained model")
-    return load_model(args.config, args.checkpoint, device=args.device)
+        if args.config is None and REGISTRY[DEFAULT_MODEL].available:
+            return load_pretrained(DEFAULT_MODEL, device=args.device)
+        raise FommError("no checkpoint given: pass --checkpoint PATH (e.g. vox-cpk.pth.tar), --pretrained NAME for a "
+                        "model shipped with fomm, or --random-weights for a smoke test with an untrained model")
+    return load_model(args.config or "vox-256", args.checkpoint, device=args.device)
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -21,6 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=run_prepare)
 
+    a = sub.add_parser("actions-split", help="lay out Monkey-Net's Actions clips in the leak-free split",
+                       description="Actions clips 2k and 2k+1 are one recording and its mirror, and most upstream "
+                                   "test clips have their mirror in train. This writes OUT/train and OUT/test "
+                                   "with mirror pairs and two held-out performers kept on one side (see "
+                                   "fomm.datasets.splits).")
+    a.add_argument("--data", required=True, help="the Actions folder (holding train/ and test/)")
+    a.add_argument("-o", "--out", required=True, help="output folder (train/ and test/ are created)")
+    a.add_argument("--copy", action="store_true", help="copy the files instead of symlinking them")
+    a.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    a.set_defaults(func=run_actions_split)
+
     c = sub.add_parser("crop", help="find and track the face in a video and write stable square crops",
                        description="Detects the face (dlib; OpenCV as a fallback), splits at scene cuts or when "
                                    "the face is lost, and writes one cropped clip per segment, with audio.")
@@ -50,4 +61,14 @@ def run_crop(args: argparse.Namespace) -> int:
     for r in results:
         print(f"wrote {r.path} (frames {r.start}-{r.end}, box {tuple(int(v) for v in r.box)}, "
               f"{'with' if r.has_audio else 'no'} audio)")
+    return 0
+
+
+def run_actions_split(args: argparse.Namespace) -> int:
+    from ..datasets.splits import ACTIONS_SPLIT, load_split, materialise_split
+
+    split = load_split(ACTIONS_SPLIT)
+    out = materialise_split(split, args.data, args.out, mode="copy" if args.copy else "symlink",
+                            overwrite=args.overwrite)
+    print(f"wrote {out}: {len(split['train'])} train and {len(split['test'])} test clips (leak-free split)")
     return 0

@@ -120,7 +120,7 @@ def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str 
     out = Path(out_root)
     if out.exists():
         if not overwrite:
-            raise OutputError(f"{out} already exists; choose another folder or pass overwrite=True")
+            raise OutputError(f"{out} already exists; choose another folder or pass --overwrite (overwrite=True)")
     for part in ("train", "test"):
         for rel in split[part]:
             if not (data_root / rel).is_file():
