@@ -256,3 +256,33 @@ def test_ddp_two_cpu_processes_agree_on_weights_and_split_the_data(tmp_path, dat
     # and the weights did move away from the initial ones
     c = load_container(list_checkpoints(out)[-1][1])
     assert c["fomm_train"]["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, data):
+    """Kill the trainer process (SIGKILL, no chance to clean up) after its first checkpoint, resume, and compare
+    with a run that was never interrupted."""
+    import signal
+    import time
+
+    cfg = tiny_config(tmp_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    args = ["--config", str(cfg), "--data", str(data), "--workers", "0", "--epochs", "6", "--num-repeats", "2", "-q"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fomm", "train", "--out", str(killed), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list_checkpoints(killed) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = [e for e, _ in list_checkpoints(killed)]
+    assert done_at_kill and done_at_kill[-1] < 5, "the run finished before it could be killed"
+    assert cli(["train", "--out", str(killed), "--resume", *args]) == 0
+    assert cli(["train", "--out", str(tmp_path / "straight"), *args]) == 0
+    a = load_container(list_checkpoints(tmp_path / "straight")[-1][1])
+    b = load_container(list_checkpoints(killed)[-1][1])
+    assert a["epoch"] == b["epoch"] == 5
+    for net in ("generator", "kp_detector"):
+        for k, v in a[net].items():
+            assert torch.equal(v, b[net][k]), f"{net}.{k} differs after kill + resume"
