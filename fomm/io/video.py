@@ -300,6 +300,129 @@ def iter_frames(path: str | os.PathLike, size: _FrameSize | None = None, *,
         raise InputError(f"{p}: video ends early at frame {count} of {info.num_frames} (truncated or corrupt file)")
 
 
+class FrameReader:
+    """Random access to the frames of a video file, still image or frame folder.
+
+    ``read(indices)`` returns uint8 ``[h, w, 3]`` RGB frames exactly as :func:`iter_frames` yields them at the
+    same indices (display size: SAR and rotation applied, or ``size`` ``(h, w)`` when given). For a container
+    video it seeks to the keyframe at or before each wanted frame and decodes forward only as far as needed;
+    :attr:`decoded_frames` counts the frames the last :meth:`read` decoded. Frame ``i`` is the one whose
+    presentation time is closest to ``start + i / fps`` (exact for constant-frame-rate files, approximate for
+    variable-rate ones). ``num_frames`` is exact: when the container has no frame count the packets are counted
+    (no decoding).
+
+    Raises:
+        InputError: the source is unreadable (here or in :meth:`read`), or an index is out of range.
+    """
+
+    #: A wanted frame at most this many frames after the last decoded one is reached by decoding on, not seeking.
+    FORWARD_DECODE_LIMIT = 48
+
+    def __init__(self, path: str | os.PathLike, size: _FrameSize | None = None) -> None:
+        self.info = probe_video(path)
+        self.path = self.info.path
+        self.frame_hw: _FrameSize = tuple(size) if size is not None else self.info.display_size
+        self.num_frames = self.info.num_frames
+        self.decoded_frames = 0
+        self._files = _folder_frames(self.path) if self.info.kind == "folder" else None
+        self._start = 0
+        self._time_base = Fraction(1)
+        if self.info.kind == "video":
+            with _open_input(self.path) as container:
+                stream = _pick_video_stream(self.path, container)
+                self._stream_index = stream.index
+                self._time_base = Fraction(stream.time_base)
+                self._start = stream.start_time or 0
+                if not self.info.num_frames_exact:
+                    # The duration estimate can be off by a frame or two; counting packets decodes nothing.
+                    try:
+                        self.num_frames = sum(1 for pk in container.demux(stream) if pk.pts is not None)
+                    except av.error.FFmpegError as err:
+                        raise InputError(f"{self.path}: video is corrupt ({_err_text(err)})") from None
+
+    def _index_of(self, pts: int) -> int:
+        return int(round((pts - self._start) * self._time_base * self.info.fps_fraction))
+
+    def _pts_of(self, index: int) -> int:
+        return self._start + int(round(index / self.info.fps_fraction / self._time_base))
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        return _finish(_frame_to_rgb(frame), _frame_rotation(frame), self.frame_hw)
+
+    def read(self, indices: list[int] | tuple[int, ...] | np.ndarray) -> list[np.ndarray]:
+        """Frames at ``indices`` (any order, repeats allowed), as uint8 ``[h, w, 3]`` arrays."""
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not 0 <= i < self.num_frames]
+        if bad:
+            raise InputError(f"{self.path}: frame {bad[0]} is out of range (the video has {self.num_frames} frames)")
+        self.decoded_frames = 0
+        if self.info.kind == "image":
+            img = _finish(read_image(self.path, min_size=1), 0, self.frame_hw)
+            return [img.copy() for _ in idx]
+        if self.info.kind == "folder":
+            out = []
+            for i in idx:
+                img = read_image(self._files[i], min_size=1)
+                self.decoded_frames += 1
+                out.append(_finish(img, 0, self.frame_hw))
+            return out
+        wanted = set(idx)
+        got: dict[int, np.ndarray] = {}
+        target = -1
+        with _open_input(self.path) as container:
+            stream = container.streams[self._stream_index]
+            stream.thread_type = "AUTO"
+            decoder = None
+            pos = -1  # index of the last frame the current decoder produced
+            last = None
+            try:
+                for target in sorted(wanted):
+                    # A short step forward is cheaper to decode through than to seek (the keyframe before the
+                    # target is often the one already decoded from); otherwise seek to the keyframe at or
+                    # before the target and decode forward only from there.
+                    if decoder is None or not pos < target <= pos + self.FORWARD_DECODE_LIMIT:
+                        container.seek(self._pts_of(target), stream=stream, backward=True, any_frame=False)
+                        decoder = container.decode(stream)
+                        last = None
+                    for frame in decoder:
+                        self.decoded_frames += 1
+                        if frame.pts is None:
+                            continue
+                        i = self._index_of(frame.pts)
+                        pos = i
+                        if i in wanted and i not in got:
+                            got[i] = self._rgb(frame)
+                        last = frame
+                        if i >= target:
+                            break
+                    else:
+                        decoder = None
+                    if target not in got and last is not None:
+                        # The stream ended before the counted length: use its last frame.
+                        got[target] = self._rgb(last)
+            except av.error.FFmpegError as err:
+                raise InputError(f"{self.path}: video is corrupt near frame {target} ({_err_text(err)})") from None
+        missing = [i for i in idx if i not in got]
+        if missing:
+            raise InputError(f"{self.path}: frames {missing[:5]} could not be decoded")
+        out, seen = [], set()
+        for i in idx:  # a repeated index gets its own copy, so callers may modify frames in place
+            out.append(got[i].copy() if i in seen else got[i])
+            seen.add(i)
+        return out
+
+
+def read_frames_at(path: str | os.PathLike, indices: list[int] | tuple[int, ...] | np.ndarray,
+                   size: _FrameSize | None = None) -> list[np.ndarray]:
+    """The frames at ``indices`` of a video / still image / frame folder, without decoding the rest.
+
+    One-shot :class:`FrameReader`: returns uint8 ``[h, w, 3]`` RGB frames equal to :func:`iter_frames`'s at the
+    same indices (display size, or ``size`` ``(h, w)``). Raises :class:`InputError` (unreadable source, index out
+    of range).
+    """
+    return FrameReader(path, size).read(indices)
+
+
 # ----------------------------------------------------------------------------------------------- writing
 
 
