@@ -104,4 +104,4 @@ def cropped_frames(path: str | os.PathLike, box: Box, size: int, *, max_frames: 
         yield crop_and_resize(frame, box, size, mode="pad")
 
 
-__all__ = ["AutoCropPlan", "DETECT_EVERY", "PasteBack", "cropped_frames", "driving_face_box", "source_face_crop"]
+__all__ = ["DETECT_EVERY", "AutoCropPlan", "PasteBack", "cropped_frames", "driving_face_box", "source_face_crop"]

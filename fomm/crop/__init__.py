@@ -5,5 +5,5 @@ from fomm.crop.detect import FaceDetector, find_face_box
 from fomm.crop.paste import PasteBack, auto_crop_image, feather_mask, paste_back
 from fomm.crop.video import CropResult, crop_video
 
-__all__ = ["DEFAULT_INCREASE", "Box", "CropResult", "FaceDetector", "PasteBack", "auto_crop_image", "crop_and_resize", "crop_video",
-           "feather_mask", "find_face_box", "fit_box", "paste_back", "square_box"]
+__all__ = ["DEFAULT_INCREASE", "Box", "CropResult", "FaceDetector", "PasteBack", "auto_crop_image", "crop_and_resize",
+           "crop_video", "feather_mask", "find_face_box", "fit_box", "paste_back", "square_box"]

@@ -16,6 +16,7 @@ from fomm.io.video import (
 )
 
 __all__ = [
-    "FrameFolderWriter", "FrameReader", "VideoInfo", "VideoWriter", "check_output_path", "image_to_tensor", "iter_frames",
-    "open_writer", "probe_video", "read_frames_at", "read_image", "resize_uint8", "tensor_to_uint8", "write_image",
+    "FrameFolderWriter", "FrameReader", "VideoInfo", "VideoWriter", "check_output_path", "image_to_tensor",
+    "iter_frames", "open_writer", "probe_video", "read_frames_at", "read_image", "resize_uint8", "tensor_to_uint8",
+    "write_image",
 ]
