@@ -8,8 +8,9 @@ Two streaming passes over the video (memory stays at one frame):
    overlapped the tracked face by ``min_iou`` for more than ``max_lost`` frames (face lost, or jumped to
    another place or person); shorter gaps inside a segment, and single-frame false detections, are
    bridged. Each segment's per-frame boxes are smoothed with a running median, and the segment gets ONE
-   square crop box: the union of its smoothed face boxes, grown by ``increase`` on each side and moved inside the frame. One box per scene (the
-   "stable" crop) keeps the background still, which is what the keypoint models expect.
+   square crop box: the union of its smoothed face boxes, grown by ``increase`` on each side and moved
+   inside the frame. One box per scene (the "stable" crop) keeps the background still, which is what the
+   keypoint models expect.
 
 Segments shorter than ``min_frames`` are dropped. Every kept segment is written as its own clip.
 """
