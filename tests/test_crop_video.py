@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fomm.crop.boxes import DEFAULT_INCREASE
 from fomm.crop.video import crop_video
 from fomm.errors import InputError
 from fomm.io.video import VideoWriter, iter_frames, probe_video
@@ -43,13 +44,13 @@ def test_real_clips(data_dir, tmp_path, clip, frame_size, is_face_crop, audio):
     r = results[0]
     assert (r.start, r.end) == (0, N) and r.path == out and r.frame_size == frame_size
     face_side, union_side, box_side = _check_stable(r, *frame_size)
-    # default increase 0.1: the crop is 1.2x the union of the segment's face boxes (less if it hit the frame)
-    assert face_side <= box_side <= 1.2 * union_side + 2
-    short = min(frame_size)
+    # default increase: the crop is (1 + 2 * increase)x the union of the segment's face boxes, or the frame's
+    # short side when that is smaller
+    assert face_side <= box_side <= min(min(frame_size), (1 + 2 * DEFAULT_INCREASE) * union_side + 2)
     if is_face_crop:
-        assert box_side > 0.4 * short
+        assert box_side > 0.4 * min(frame_size)
     else:
-        assert box_side < 0.7 * short  # really cropped, not the whole frame
+        assert box_side < 0.7 * max(frame_size)  # really cropped, not the whole frame
     info = probe_video(out)
     assert (info.width, info.height, info.num_frames) == (64, 64, N)
     assert info.has_audio == audio == r.has_audio

@@ -12,19 +12,25 @@ keypoints as the initial ones; that single pass is what is done here.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..api import LoadedModel
+from ..crop.boxes import DEFAULT_INCREASE
 from ..errors import InputError
 from ..io.image import image_to_tensor, read_image, resize_uint8, tensor_to_uint8
 from ..io.video import check_output_path, iter_frames, open_writer, probe_video
 from .normalize import normalize_kp
+
+if TYPE_CHECKING:
+    from .autocrop import AutoCropPlan
 
 KP = dict[str, torch.Tensor]
 
@@ -39,6 +45,8 @@ class AnimationResult:
     size: tuple[int, int]
     has_audio: bool
     best_frame: int
+    #: with ``auto_crop``: the source/driving crop boxes (an :class:`~fomm.animate.autocrop.AutoCropPlan`)
+    crop: AutoCropPlan | None = None
 
 
 class Animator:
@@ -119,10 +127,12 @@ def _parse_size(size: int | tuple[int, int] | None, default: tuple[int, int]) ->
     return (int(size[0]), int(size[1]))
 
 
-def nth_frame(path: str | os.PathLike, index: int) -> np.ndarray:
-    """Decode frames up to ``index`` and return that one (uint8 ``[H, W, 3]``)."""
+def nth_frame(path: str | os.PathLike, index: int, frames: Iterable[np.ndarray] | None = None) -> np.ndarray:
+    """Decode frames up to ``index`` and return that one (uint8 ``[H, W, 3]``); ``frames``: the stream to take it
+    from (default: the video's frames)."""
     frame = None
-    for i, frame in enumerate(iter_frames(path, max_frames=index + 1)):
+    i = -1
+    for i, frame in enumerate(itertools.islice(frames if frames is not None else iter_frames(path), index + 1)):
         pass
     if frame is None or i != index:
         raise InputError(f"{path}: --best-frame {index} is past the end of the video")
@@ -133,8 +143,9 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
                   output: str | os.PathLike, *, relative: bool = True, adapt_movement_scale: bool = True,
                   best_frame: int | None = None, find_best_frame: bool = False,
                   output_size: int | tuple[int, int] | None = None, batch_size: int = 4, audio: bool = True,
-                  progress: bool = True, landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None
-                  ) -> AnimationResult:
+                  progress: bool = True, landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                  auto_crop: bool = False, crop_increase: float = DEFAULT_INCREASE, feather: float = 0.1,
+                  max_frames: int | None = None) -> AnimationResult:
     """Animate ``source`` with ``driving`` and write ``output`` (an ``.mp4`` or a folder of PNG frames).
 
     Args:
@@ -143,36 +154,76 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
         output: ``OUT.mp4`` (H.264, driving fps, driving audio) or ``DIR/`` for lossless PNG frames.
         best_frame: index of the driving frame that matches the source pose (relative mode's reference).
         find_best_frame: pick that frame automatically by face landmarks (``landmarks`` backend, default dlib).
-        output_size: ``(h, w)`` or an int for square output; default the model's size.
+        output_size: ``(h, w)`` or an int for square output; default the model's size (with ``auto_crop``: the
+            photo's size).
+        auto_crop: animate only the face (see :mod:`fomm.animate.autocrop`): crop a square around the face of
+            the full-size source photo and around the driving video's face (one stable box for the whole video),
+            animate the crops at the model's size and paste every result back into the photo with a feathered
+            mask. Pixels outside the source crop box stay the photo's own; the output has the photo's size (an
+            odd width/height is padded by one edge pixel in MP4 output, which needs even sizes).
+        crop_increase: margin around each face per side, as a fraction of the face box side (``auto_crop``).
+        feather: width of the paste-back blend ramp as a fraction of the crop box side, in ``[0, 0.5]``.
+        max_frames: animate only the first frames of the driving video.
     Raises:
-        FommError subclasses for unreadable inputs / unwritable outputs; nothing is left half-written.
+        FommError subclasses for unreadable inputs / unwritable outputs / no face found (``auto_crop``); nothing
+        is left half-written.
     """
     out_path = check_output_path(output)
     info = probe_video(driving)
     src = source if isinstance(source, np.ndarray) else read_image(source)
     if best_frame is not None and not 0 <= best_frame < max(info.num_frames, 1) and info.num_frames_exact:
         raise InputError(f"--best-frame {best_frame} is outside the driving video (it has {info.num_frames} frames)")
-    size = _parse_size(output_size, model.image_size)
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"max_frames must be >= 1, got {max_frames}")
+    if not 0.0 <= feather <= 0.5:
+        raise InputError(f"feather must be between 0 and 0.5, got {feather}")
+    if crop_increase < 0:
+        raise InputError(f"crop increase must be >= 0, got {crop_increase}")
+    total = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
+
+    plan = None
+    paste = None
+    if auto_crop:
+        from .autocrop import AutoCropPlan, PasteBack, cropped_frames, driving_face_box, source_face_crop
+
+        side = max(model.image_size)
+        src_model, src_box, src_face = source_face_crop(src, side, crop_increase)
+        drv_box, drv_face = driving_face_box(driving, crop_increase, max_frames=max_frames, progress=progress)
+        plan = AutoCropPlan(src_box, src_face, drv_box, drv_face)
+        paste = PasteBack(src, src_box, feather)
+
+        def driving_frames() -> Iterator[np.ndarray]:
+            return cropped_frames(driving, drv_box, side, max_frames=max_frames)
+
+        size = _parse_size(output_size, tuple(src.shape[:2]))
+    else:
+        src_model = src
+
+        def driving_frames() -> Iterator[np.ndarray]:
+            return iter_frames(driving, max_frames=max_frames)
+
+        size = _parse_size(output_size, model.image_size)
 
     if find_best_frame and best_frame is None:
         from .best_frame import find_best_frame as _find
 
-        best_frame = _find(src, iter_frames(driving), landmarks=landmarks, progress=progress,
-                           total=info.num_frames)
+        best_frame = _find(src_model, driving_frames(), landmarks=landmarks, progress=progress, total=total)
 
     animator = Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size)
-    animator.set_source(src)
+    animator.set_source(src_model)
     if best_frame:
-        animator.set_initial_driving(nth_frame(driving, best_frame))
+        animator.set_initial_driving(nth_frame(driving, best_frame, driving_frames()))
 
     from tqdm.auto import tqdm
 
     count = 0
     with open_writer(output, info.fps_fraction, audio_from=driving if audio else None) as writer:
-        frames = animator.animate_frames(iter_frames(driving))
-        bar = tqdm(total=info.num_frames, unit="frame", desc="animate", disable=not progress, leave=False)
+        frames = animator.animate_frames(driving_frames())
+        bar = tqdm(total=total, unit="frame", desc="animate", disable=not progress, leave=False)
         try:
             for frame in frames:
+                if paste is not None:
+                    frame = paste(frame)
                 if frame.shape[:2] != size:
                     frame = resize_uint8(frame, size)
                 writer.write(frame)
@@ -182,4 +233,4 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
             bar.close()
         has_audio = bool(getattr(writer, "has_audio", False))
     return AnimationResult(output=out_path, num_frames=count, fps=info.fps, size=size, has_audio=has_audio,
-                           best_frame=best_frame or 0)
+                           best_frame=best_frame or 0, crop=plan)

@@ -22,6 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     io.add_argument("--size", type=parse_size, default=None,
                     help="output size, N or WxH (default: the model's size, e.g. 256)")
     io.add_argument("--no-audio", action="store_true", help="do not copy the driving video's audio")
+    crop = p.add_argument_group("face auto-crop")
+    crop.add_argument("--auto-crop", action="store_true",
+                      help="animate only the face of a full-size photo and paste it back (output at the photo's "
+                           "size); the driving video is cropped around its face the same way (needs dlib or "
+                           "OpenCV: pip install 'fomm[crop]')")
+    crop.add_argument("--crop-increase", type=float, default=None, metavar="F",
+                      help="margin around each face per side, as a fraction of the face size (default: 0.5)")
+    crop.add_argument("--feather", type=float, default=0.1, metavar="F",
+                      help="soft edge of the pasted face, as a fraction of the crop size, 0-0.5 (default: 0.1)")
     motion = p.add_argument_group("motion")
     motion.add_argument("--absolute", action="store_true",
                         help="absolute keypoints instead of relative motion (only for the same person)")
@@ -51,11 +60,19 @@ def main(args: argparse.Namespace) -> int:
     if args.best_frame is not None and args.best_frame < 0:
         raise FommError("--best-frame must be >= 0")
     check_output_path(args.output)  # fail before loading a large model
+    crop_kwargs = {}
+    if args.auto_crop:
+        crop_kwargs = {"auto_crop": True, "feather": args.feather}
+        if args.crop_increase is not None:
+            crop_kwargs["crop_increase"] = args.crop_increase
+    elif args.crop_increase is not None:
+        raise FommError("--crop-increase only applies with --auto-crop")
     model = load_model_from_args(args)
     result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
                            adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
                            find_best_frame=args.find_best_frame, output_size=args.size,
-                           batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet)
+                           batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet,
+                           **crop_kwargs)
     h, w = result.size
     audio = "with audio" if result.has_audio else "no audio"
     print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio})",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fomm.crop.boxes import Box, crop_and_resize, fit_box, resize_image, square_box
+from fomm.crop.boxes import DEFAULT_INCREASE, Box, crop_and_resize, fit_box, resize_image, square_box
 from fomm.crop.detect import Backend, find_face_box
 from fomm.errors import InputError
 
@@ -85,15 +85,17 @@ def paste_back(photo: np.ndarray, box: Box, frame: np.ndarray, feather: float = 
     return PasteBack(photo, box, feather)(frame)
 
 
-def auto_crop_image(image: np.ndarray, size: int = 256, increase: float = 0.1,
-                    backend: Backend = "auto") -> tuple[np.ndarray, Box]:
+def auto_crop_image(image: np.ndarray, size: int = 256, increase: float = DEFAULT_INCREASE,
+                    backend: Backend = "auto", face: Box | None = None) -> tuple[np.ndarray, Box]:
     """Crop a square around the largest face of a still photo.
 
     Returns ``(crop, box)``: ``crop`` is RGB uint8 ``[size, size, 3]``; ``box`` is the square crop box in
     photo pixels, moved inside the photo when possible (so the crop has no padding), to pass to
-    :class:`PasteBack`. Raises :class:`InputError` if no face is found.
+    :class:`PasteBack`. ``face``: an already detected face box (skips detection). Raises :class:`InputError`
+    if no face is found.
     """
-    face = find_face_box(image, backend)
+    if face is None:
+        face = find_face_box(image, backend)
     if face is None:
         raise InputError("no face found in the source image; crop it to the face yourself or run without --auto-crop")
     h, w = image.shape[:2]

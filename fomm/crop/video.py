@@ -4,12 +4,13 @@ Two streaming passes over the video (memory stays at one frame):
 
 1. every frame is SAR-corrected (:func:`fomm.io.video.iter_frames`), a 32x32 grey thumbnail is compared
    with the previous one to find scene cuts, and the face detector runs on it;
-2. the frames are split into *segments*: a new segment starts at a scene cut, when the face jumps
-   (its box overlaps the tracked one by less than ``min_iou``) or after the face was missing for more
-   than ``max_lost`` frames; short gaps inside a segment are bridged. Each segment's per-frame boxes are
-   smoothed with a running median, and the segment gets ONE square crop box: the union of its smoothed
-   face boxes, grown by ``increase`` on each side and moved inside the frame. One box per scene (the
-   "stable" crop) keeps the background still, which is what the keypoint models expect.
+2. the frames are split into *segments*: a new segment starts at a scene cut, or when no detection has
+   overlapped the tracked face by ``min_iou`` for more than ``max_lost`` frames (face lost, or jumped to
+   another place or person); shorter gaps inside a segment, and single-frame false detections, are
+   bridged. Each segment's per-frame boxes are smoothed with a running median, and the segment gets ONE
+   square crop box: the union of its smoothed face boxes, grown by ``increase`` on each side and moved
+   inside the frame. One box per scene (the "stable" crop) keeps the background still, which is what the
+   keypoint models expect.
 
 Segments shorter than ``min_frames`` are dropped. Every kept segment is written as its own clip.
 """
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fomm.crop.boxes import Box, crop_and_resize, fit_box, square_box
+from fomm.crop.boxes import DEFAULT_INCREASE, Box, crop_and_resize, fit_box, square_box
 from fomm.crop.detect import Backend, FaceDetector
 from fomm.errors import InputError
 from fomm.io.video import check_output_path, iter_frames, open_writer, probe_video
@@ -37,7 +38,7 @@ class CropResult:
     ``start``/``end``: frame range ``[start, end)`` of the input; ``box``: the crop box ``(l, t, r, b)`` in
     display pixels of the (SAR-corrected) input frames of size ``frame_size`` ``(w, h)``; ``face_boxes``:
     the smoothed per-frame face boxes of the segment (``end - start`` entries); ``has_audio``: whether the
-    clip carries the input's audio.
+    clip carries the input's audio (its ``[start_time, end_time)`` part, so it stays in sync).
     """
 
     path: Path
@@ -93,26 +94,28 @@ def track_faces(frames, detector: FaceDetector, *, scene_threshold: float = 30.0
 
     ``frames``: iterable of RGB uint8 ``[H, W, 3]``. Returns ``(segments, (W, H))`` where each segment is
     ``(start, end, boxes)`` with one raw (unsmoothed, gap-filled) face box per frame of ``[start, end)``.
+
+    A frame *misses* when no detection overlaps the tracked face by ``min_iou``. Up to ``max_lost`` misses in
+    a row are bridged (the detector blinks, or fires once on something else); one more ends the segment at its
+    last matched frame. If the misses were a different face that stayed (the face jumped: another shot or
+    person), the new segment starts where that face's run of overlapping detections began.
     """
     segments: list[tuple[int, int, list[Box]]] = []
     cur: list[Box | None] = []
     cur_start = 0
     last_box: Box | None = None
-    lost = 0
+    missed: list[tuple[int, Box | None]] = []  # (frame, its largest unmatched face or None) since the last match
     prev_thumb = None
     size = (0, 0)
 
-    def close(end: int) -> None:
-        # trim trailing misses, then fill inner gaps with the previous box
-        nonlocal cur
-        while cur and cur[-1] is None:
-            cur.pop()
+    def close() -> None:
+        nonlocal cur, last_box, missed
         if cur:
             filled: list[Box] = []
-            for b in cur:
+            for b in cur:  # bridged gaps take the previous box
                 filled.append(b if b is not None else filled[-1])
             segments.append((cur_start, cur_start + len(filled), filled))
-        cur = []
+        cur, last_box, missed = [], None, []
 
     for i, frame in enumerate(tqdm(frames, total=total, desc="finding faces", unit="frame", disable=not progress)):
         size = (frame.shape[1], frame.shape[0])
@@ -120,34 +123,32 @@ def track_faces(frames, detector: FaceDetector, *, scene_threshold: float = 30.0
         cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > scene_threshold
         prev_thumb = thumb
         boxes = detector.detect(frame)
-        if cut and cur:
-            close(i)
-            last_box = None
-        box: Box | None = None
-        if boxes:
-            if last_box is None:
-                box = boxes[0]
-            else:
-                best = max(boxes, key=lambda b: _iou(b, last_box))
-                if _iou(best, last_box) >= min_iou:
-                    box = best
-                else:  # the face jumped: another shot or another person
-                    close(i)
-                    box = boxes[0]
-        if box is None:
-            lost += 1
-            if cur:
-                cur.append(None)
-                if lost > max_lost:
-                    close(i)
-                    last_box = None
+        if cut:
+            close()
+        if last_box is None:
+            if boxes:
+                cur_start, cur, last_box = i, [boxes[0]], boxes[0]
             continue
-        if not cur:
-            cur_start = i
-        lost = 0
-        cur.append(box)
-        last_box = box
-    close(-1)
+        best = max(boxes, key=lambda b: _iou(b, last_box)) if boxes else None
+        if best is not None and _iou(best, last_box) >= min_iou:
+            cur.extend([None] * len(missed))
+            cur.append(best)
+            last_box, missed = best, []
+            continue
+        missed.append((i, boxes[0] if boxes else None))
+        if len(missed) > max_lost:
+            pending = missed
+            close()
+            # the latest run of mutually overlapping detections among the misses is a face that stayed
+            run: list[tuple[int, Box]] = []
+            for j, b in reversed(pending):
+                if b is None or (run and _iou(b, run[-1][1]) < min_iou):
+                    break
+                run.append((j, b))
+            if run:
+                run.reverse()
+                cur_start, cur, last_box = run[0][0], [b for _, b in run], run[-1][1]
+    close()
     return segments, size
 
 
@@ -160,7 +161,8 @@ def _segment_path(out: str, k: int, n: int) -> str:
     return str(p.with_name(f"{p.stem}_{k:02d}{p.suffix}"))
 
 
-def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256, increase: float = 0.1, *,
+def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256,
+               increase: float = DEFAULT_INCREASE, *,
                min_frames: int = 8, max_frames: int | None = None, scene_threshold: float = 30.0,
                min_iou: float = 0.3, max_lost: int = 5, smooth: int = 9, backend: Backend = "auto",
                detect_size: int = 400, audio: bool = True, progress: bool = True) -> list[CropResult]:
@@ -168,8 +170,9 @@ def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256,
 
     ``out``: an ``.mp4`` path (several segments become ``<stem>_00.mp4``, ``<stem>_01.mp4``, ...) or a
     folder ending in ``/`` for PNG frames. ``increase``: margin around the face on each side, as a fraction
-    of the face box side. ``max_frames``: only look at the first frames. The first segment keeps the
-    input's audio when it starts at frame 0 (later segments are written silent). ``detect_size``: longer
+    of the face box side (default :data:`~fomm.crop.boxes.DEFAULT_INCREASE` = 0.5, VoxCeleb-like framing: the
+    whole head with some margin; see there why). ``max_frames``: only look at the first frames. Every segment gets the
+    matching part of the input's audio (from ``start / fps``). ``detect_size``: longer
     side of the copy the detector runs on.
 
     Raises :class:`InputError` if the video is unreadable or no face segment of ``min_frames`` frames is
@@ -198,7 +201,7 @@ def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256,
         union = (min(b[0] for b in smoothed), min(b[1] for b in smoothed),
                  max(b[2] for b in smoothed), max(b[3] for b in smoothed))
         box = fit_box(square_box(union, increase), w, h)
-        with_audio = audio and start == 0 and info.has_audio
+        with_audio = audio and info.has_audio
         plans.append(CropResult(Path(_segment_path(out, k, len(kept)).rstrip("/")), start, end, box, (w, h),
                                 float(info.fps), with_audio, smoothed))
 
@@ -211,7 +214,8 @@ def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256,
                 if plan.start <= i < plan.end:
                     if k not in writers:
                         target = _segment_path(out, k, len(plans))
-                        writers[k] = open_writer(target, info.fps_fraction, path if plan.has_audio else None)
+                        writers[k] = open_writer(target, info.fps_fraction, path if plan.has_audio else None,
+                                                 audio_start=plan.start / info.fps_fraction)
                         writers[k].__enter__()
                     writers[k].write(crop_and_resize(frame, plan.box, size, mode="pad"))
                 elif i == plan.end and k in writers:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -134,89 +133,40 @@ class GifSource(VideoSource):
 
 
 class ContainerSource(VideoSource):
-    """Container video (probe and sequential decoding from :mod:`fomm.io.video`; random access here).
+    """Container video: random access through :class:`fomm.io.video.FrameReader`.
 
-    ``decoded_frames`` counts frames decoded by the last ``read``. Frame ``i`` is the one whose presentation
-    time is closest to ``start + i / fps`` (the videos this is for are constant frame rate; for variable-rate
-    files indices are approximate). Frames come out at the display size (sample aspect ratio and rotation
-    applied), exactly as :func:`fomm.io.video.iter_frames` yields them.
+    ``decoded_frames`` counts frames decoded by the last ``read`` (seeking to the keyframe before each wanted
+    frame). Frames come out at the display size (sample aspect ratio and rotation applied), exactly as
+    :func:`fomm.io.video.iter_frames` yields them.
     """
 
     def __init__(self, path: Path) -> None:
-        import av
-
         from fomm.errors import InputError
-        from fomm.io.video import probe_video
+        from fomm.io.video import FrameReader
 
         self.path = path
-        self.decoded_frames = 0
         try:
-            info = probe_video(path)
+            self._reader = FrameReader(path)
         except InputError as exc:
             raise UnreadableVideo(str(exc)) from None
-        if info.kind != "video":
-            raise UnreadableVideo(f"not a video ({info.kind})")
-        self.info = info
-        self.frame_hw = info.display_size
-        self.num_frames = info.num_frames
-        try:
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                self.time_base = Fraction(stream.time_base)
-                self.start = stream.start_time or 0
-                if not info.num_frames_exact:
-                    # The duration estimate can be off by a frame or two; counting packets decodes nothing.
-                    self.num_frames = sum(1 for pk in container.demux(stream) if pk.pts is not None)
-        except Exception as exc:
-            raise UnreadableVideo(f"not a readable video: {exc}") from None
-        self.rate = info.fps_fraction
+        if self._reader.info.kind != "video":
+            raise UnreadableVideo(f"not a video ({self._reader.info.kind})")
+        self.info = self._reader.info
+        self.frame_hw = self._reader.frame_hw
+        self.num_frames = self._reader.num_frames
+        self.rate = self.info.fps_fraction
 
-    def _index_of(self, pts: int) -> int:
-        return int(round((pts - self.start) * self.time_base * self.rate))
-
-    def _pts_of(self, index: int) -> int:
-        return self.start + int(round(index / self.rate / self.time_base))
-
-    def _rgb(self, frame) -> np.ndarray:
-        from fomm.io.video import _finish, _frame_rotation, _frame_to_rgb
-
-        return _finish(_frame_to_rgb(frame), _frame_rotation(frame), self.frame_hw)
+    @property
+    def decoded_frames(self) -> int:
+        return self._reader.decoded_frames
 
     def read(self, indices: list[int]) -> list[np.ndarray]:
-        import av
+        from fomm.errors import InputError
 
-        wanted = set(int(i) for i in indices)
-        got: dict[int, np.ndarray] = {}
-        self.decoded_frames = 0
         try:
-            with av.open(str(self.path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for target in sorted(wanted):
-                    if target in got:
-                        continue
-                    # Seeking lands on the keyframe at or before the target; decode forward from there only.
-                    container.seek(self._pts_of(target), stream=stream, backward=True, any_frame=False)
-                    last = None
-                    for frame in container.decode(stream):
-                        self.decoded_frames += 1
-                        if frame.pts is None:
-                            continue
-                        idx = self._index_of(frame.pts)
-                        if idx in wanted and idx not in got:
-                            got[idx] = self._rgb(frame)
-                        last = frame
-                        if idx >= target:
-                            break
-                    if target not in got and last is not None:
-                        # The stream ended before the counted length: use its last frame.
-                        got[target] = self._rgb(last)
-        except Exception as exc:
-            raise UnreadableVideo(f"cannot decode video: {exc}") from None
-        missing = [i for i in indices if int(i) not in got]
-        if missing:
-            raise UnreadableVideo(f"frames {missing[:5]} could not be decoded")
-        return [got[int(i)] for i in indices]
+            return self._reader.read(indices)
+        except InputError as exc:
+            raise UnreadableVideo(str(exc)) from None
 
     def iter_all(self):
         from fomm.errors import InputError

@@ -300,6 +300,129 @@ def iter_frames(path: str | os.PathLike, size: _FrameSize | None = None, *,
         raise InputError(f"{p}: video ends early at frame {count} of {info.num_frames} (truncated or corrupt file)")
 
 
+class FrameReader:
+    """Random access to the frames of a video file, still image or frame folder.
+
+    ``read(indices)`` returns uint8 ``[h, w, 3]`` RGB frames exactly as :func:`iter_frames` yields them at the
+    same indices (display size: SAR and rotation applied, or ``size`` ``(h, w)`` when given). For a container
+    video it seeks to the keyframe at or before each wanted frame and decodes forward only as far as needed;
+    :attr:`decoded_frames` counts the frames the last :meth:`read` decoded. Frame ``i`` is the one whose
+    presentation time is closest to ``start + i / fps`` (exact for constant-frame-rate files, approximate for
+    variable-rate ones). ``num_frames`` is exact: when the container has no frame count the packets are counted
+    (no decoding).
+
+    Raises:
+        InputError: the source is unreadable (here or in :meth:`read`), or an index is out of range.
+    """
+
+    #: A wanted frame at most this many frames after the last decoded one is reached by decoding on, not seeking.
+    FORWARD_DECODE_LIMIT = 48
+
+    def __init__(self, path: str | os.PathLike, size: _FrameSize | None = None) -> None:
+        self.info = probe_video(path)
+        self.path = self.info.path
+        self.frame_hw: _FrameSize = tuple(size) if size is not None else self.info.display_size
+        self.num_frames = self.info.num_frames
+        self.decoded_frames = 0
+        self._files = _folder_frames(self.path) if self.info.kind == "folder" else None
+        self._start = 0
+        self._time_base = Fraction(1)
+        if self.info.kind == "video":
+            with _open_input(self.path) as container:
+                stream = _pick_video_stream(self.path, container)
+                self._stream_index = stream.index
+                self._time_base = Fraction(stream.time_base)
+                self._start = stream.start_time or 0
+                if not self.info.num_frames_exact:
+                    # The duration estimate can be off by a frame or two; counting packets decodes nothing.
+                    try:
+                        self.num_frames = sum(1 for pk in container.demux(stream) if pk.pts is not None)
+                    except av.error.FFmpegError as err:
+                        raise InputError(f"{self.path}: video is corrupt ({_err_text(err)})") from None
+
+    def _index_of(self, pts: int) -> int:
+        return int(round((pts - self._start) * self._time_base * self.info.fps_fraction))
+
+    def _pts_of(self, index: int) -> int:
+        return self._start + int(round(index / self.info.fps_fraction / self._time_base))
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        return _finish(_frame_to_rgb(frame), _frame_rotation(frame), self.frame_hw)
+
+    def read(self, indices: list[int] | tuple[int, ...] | np.ndarray) -> list[np.ndarray]:
+        """Frames at ``indices`` (any order, repeats allowed), as uint8 ``[h, w, 3]`` arrays."""
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not 0 <= i < self.num_frames]
+        if bad:
+            raise InputError(f"{self.path}: frame {bad[0]} is out of range (the video has {self.num_frames} frames)")
+        self.decoded_frames = 0
+        if self.info.kind == "image":
+            img = _finish(read_image(self.path, min_size=1), 0, self.frame_hw)
+            return [img.copy() for _ in idx]
+        if self.info.kind == "folder":
+            out = []
+            for i in idx:
+                img = read_image(self._files[i], min_size=1)
+                self.decoded_frames += 1
+                out.append(_finish(img, 0, self.frame_hw))
+            return out
+        wanted = set(idx)
+        got: dict[int, np.ndarray] = {}
+        target = -1
+        with _open_input(self.path) as container:
+            stream = container.streams[self._stream_index]
+            stream.thread_type = "AUTO"
+            decoder = None
+            pos = -1  # index of the last frame the current decoder produced
+            last = None
+            try:
+                for target in sorted(wanted):
+                    # A short step forward is cheaper to decode through than to seek (the keyframe before the
+                    # target is often the one already decoded from); otherwise seek to the keyframe at or
+                    # before the target and decode forward only from there.
+                    if decoder is None or not pos < target <= pos + self.FORWARD_DECODE_LIMIT:
+                        container.seek(self._pts_of(target), stream=stream, backward=True, any_frame=False)
+                        decoder = container.decode(stream)
+                        last = None
+                    for frame in decoder:
+                        self.decoded_frames += 1
+                        if frame.pts is None:
+                            continue
+                        i = self._index_of(frame.pts)
+                        pos = i
+                        if i in wanted and i not in got:
+                            got[i] = self._rgb(frame)
+                        last = frame
+                        if i >= target:
+                            break
+                    else:
+                        decoder = None
+                    if target not in got and last is not None:
+                        # The stream ended before the counted length: use its last frame.
+                        got[target] = self._rgb(last)
+            except av.error.FFmpegError as err:
+                raise InputError(f"{self.path}: video is corrupt near frame {target} ({_err_text(err)})") from None
+        missing = [i for i in idx if i not in got]
+        if missing:
+            raise InputError(f"{self.path}: frames {missing[:5]} could not be decoded")
+        out, seen = [], set()
+        for i in idx:  # a repeated index gets its own copy, so callers may modify frames in place
+            out.append(got[i].copy() if i in seen else got[i])
+            seen.add(i)
+        return out
+
+
+def read_frames_at(path: str | os.PathLike, indices: list[int] | tuple[int, ...] | np.ndarray,
+                   size: _FrameSize | None = None) -> list[np.ndarray]:
+    """The frames at ``indices`` of a video / still image / frame folder, without decoding the rest.
+
+    One-shot :class:`FrameReader`: returns uint8 ``[h, w, 3]`` RGB frames equal to :func:`iter_frames`'s at the
+    same indices (display size, or ``size`` ``(h, w)``). Raises :class:`InputError` (unreadable source, index out
+    of range).
+    """
+    return FrameReader(path, size).read(indices)
+
+
 # ----------------------------------------------------------------------------------------------- writing
 
 
@@ -385,15 +508,30 @@ def _video_codec() -> str:
 class _AudioCopier:
     """Copies the first audio stream of ``src`` into ``out``, remuxing MP4-compatible codecs and
     transcoding anything else to AAC; :meth:`pump` writes everything before a given time (seconds on
-    the output's clock), so audio interleaves with the video as it is written and stops at its end."""
+    the output's clock), so audio interleaves with the video as it is written and stops at its end.
 
-    def __init__(self, src: Path, out: av.container.OutputContainer) -> None:
+    ``start``/``end``: the part of the source's audio to copy, in seconds from the source's first video frame
+    (``end=None``: up to the end of the output video); output time 0 is source time ``start``. With
+    ``start > 0`` whole packets/frames that begin before ``start`` are dropped, so the copy starts at most one
+    audio packet (about 21-23 ms for AAC) late, never early."""
+
+    def __init__(self, src: Path, out: av.container.OutputContainer, start: float = 0.0,
+                 end: float | None = None) -> None:
         self.src = src
         self.inp = _open_input(src)
         self.ist = self.inp.streams.audio[0]
         video = [s for s in self.inp.streams.video if s.start_time is not None]
         # Align audio with the source's first video frame, which is frame 0 of the output.
         self.offset = float(video[0].start_time * video[0].time_base) if video else 0.0
+        self.start = max(0.0, float(start))
+        self.stop = None if end is None else float(end) - self.start
+        self.offset += self.start
+        if self.start > 1.0:
+            # Jump near the start instead of demuxing (or decoding) all the audio before it.
+            try:
+                self.inp.seek(int((self.offset - 1.0) * av.time_base), backward=True)
+            except av.error.FFmpegError:
+                pass
         self.copy = self.ist.codec_context.name in MP4_AUDIO_COPY_CODECS
         if self.copy:
             self.ost = out.add_stream_from_template(self.ist)
@@ -442,6 +580,8 @@ class _AudioCopier:
         return float(ts * item.time_base) - self.offset
 
     def pump(self, until: float) -> None:
+        if self.stop is not None:
+            until = min(until, self.stop)
         while True:
             item = self._next_item()
             if item is None:
@@ -450,8 +590,8 @@ class _AudioCopier:
             if t is not None and t >= until:
                 self._pending.insert(0, item)
                 return
-            if t is not None and t < -0.5:
-                continue  # audio well before the first video frame
+            if t is not None and (t < -0.5 or (self.start > 0 and t < -1e-6)):
+                continue  # audio well before the first video frame, or before the requested start
             if self.copy:
                 shift = round(self.offset / item.time_base) if self.offset else 0
                 if item.pts is not None:
@@ -482,6 +622,15 @@ def _has_audio(src: Path) -> bool:
         return False
     with _open_input(src) as c:
         return len(c.streams.audio) > 0
+
+
+def _check_audio_range(start: float, end: float | None) -> tuple[float, float | None]:
+    start = float(start)
+    if not start >= 0:
+        raise ValueError(f"audio_start must be >= 0 seconds, got {start}")
+    if end is not None and not float(end) > start:
+        raise ValueError(f"audio_end ({end}) must be after audio_start ({start})")
+    return start, None if end is None else float(end)
 
 
 class _AtomicWriterBase:
@@ -526,17 +675,21 @@ class VideoWriter(_AtomicWriterBase):
     * Frame ``i`` is stamped ``i / fps`` in a ``1/fps`` time base, so 25 and 30000/1001 are kept exactly.
     * ``audio_from``: if that file has an audio stream it is copied (AAC/MP3/ALAC/AC-3 remuxed untouched,
       other codecs transcoded to AAC), aligned to its first video frame and cut at the end of the video.
+      ``audio_start``/``audio_end`` (seconds from that first frame) copy only that part, e.g. ``start / fps``
+      for a clip cut out of the source from frame ``start`` on.
     * Output goes to a hidden temp file in the target folder, renamed over ``path`` by :meth:`close`; on an
       exception inside the ``with`` block (or :meth:`abort`) the temp file is deleted.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float | int | str | Fraction,
-                 audio_from: str | os.PathLike | None = None, *, crf: int = 18, preset: str = "medium") -> None:
+                 audio_from: str | os.PathLike | None = None, *, crf: int = 18, preset: str = "medium",
+                 audio_start: float = 0.0, audio_end: float | None = None) -> None:
         self.path = check_output_path(path, kind="video")
         if _is_folder_target(path):
             raise OutputError(f"{self.path}: is a folder; use FrameFolderWriter/open_writer for PNG frames")
         self.fps = to_fraction(fps)
         self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.audio_start, self.audio_end = _check_audio_range(audio_start, audio_end)
         # Validate the audio source now, not after minutes of rendering.
         self._want_audio = self.audio_from is not None and _has_audio(self.audio_from)
         self.crf = int(crf)
@@ -580,7 +733,7 @@ class VideoWriter(_AtomicWriterBase):
         self.size = (eh, ew)
         self._input_size = (h, w)
         if self._want_audio:
-            self._audio = _AudioCopier(self.audio_from, self._container)
+            self._audio = _AudioCopier(self.audio_from, self._container, self.audio_start, self.audio_end)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 ``[H, W, 3]`` RGB frame (every frame must have the first frame's size)."""
@@ -666,11 +819,13 @@ class FrameFolderWriter(_AtomicWriterBase):
     """
 
     def __init__(self, path: str | os.PathLike, fps: float | int | str | Fraction,
-                 audio_from: str | os.PathLike | None = None, *, compress_level: int = 3) -> None:
+                 audio_from: str | os.PathLike | None = None, *, compress_level: int = 3,
+                 audio_start: float = 0.0, audio_end: float | None = None) -> None:
         self.path = Path(os.fspath(path).rstrip("/" + os.sep) or os.fspath(path))
         check_output_path(os.fspath(self.path) + "/", kind="video")
         self.fps = to_fraction(fps)
         self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.audio_start, self.audio_end = _check_audio_range(audio_start, audio_end)
         self._want_audio = self.audio_from is not None and _has_audio(self.audio_from)
         self.compress_level = compress_level
         self.frames_written = 0
@@ -710,7 +865,7 @@ class FrameFolderWriter(_AtomicWriterBase):
     def _write_audio(self) -> None:
         target = os.path.join(self._tmpdir, AUDIO_FILE)
         with av.open(target, mode="w", format="ipod") as out:
-            copier = _AudioCopier(self.audio_from, out)
+            copier = _AudioCopier(self.audio_from, out, self.audio_start, self.audio_end)
             copier.finish(self.frames_written / self.fps)
 
     def close(self) -> Path:
