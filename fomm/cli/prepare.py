@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..crop.boxes import DEFAULT_INCREASE
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="cut, crop and resize VoxCeleb/TaiChi chunks from the public metadata",
@@ -38,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--video", required=True)
     c.add_argument("-o", "--output", required=True, help="output .mp4 (several segments: NAME_00.mp4, ...)")
     c.add_argument("--size", type=int, default=256)
-    c.add_argument("--increase", type=float, default=0.1, help="grow the face box by this fraction per side")
+    c.add_argument("--increase", type=float, default=DEFAULT_INCREASE,
+                   help="grow the face box by this fraction per side (default: %(default)s, whole head with margin)")
     c.add_argument("--min-frames", type=int, default=8, help="drop segments shorter than this")
     c.add_argument("-q", "--quiet", action="store_true")
     c.set_defaults(func=run_crop)
