@@ -92,7 +92,15 @@ def matching_bundled_configs(container: dict[str, Any]) -> list[str]:
 
 
 def guess_model_kind(container: dict[str, Any]) -> str | None:
-    """Which of our models a loaded checkpoint container looks like (``None`` when unknown)."""
+    """Which of our models a loaded checkpoint container looks like (``None`` when unknown).
+
+    X2Face: ``{'state_dict': {'pix2pixUnwrapped...': ...}}`` (or that state dict bare); Monkey-Net: a
+    ``kp_detector`` of 3-D (5-dim) convolutions or an ``it`` entry; FOMM: a ``kp_detector`` of 2-D convolutions.
+    """
+    if not isinstance(container, dict):
+        return None
+    if any(str(k).startswith(("pix2pixUnwrapped.", "pix2pixSampler.")) for k in container):
+        return "x2face"
     if "state_dict" in container and "generator" not in container:
         return "x2face"
     kp = container.get("kp_detector")
@@ -103,6 +111,17 @@ def guess_model_kind(container: dict[str, Any]) -> str | None:
         if 4 in conv_dims:
             return "fomm"
     return None
+
+
+def _wrong_kind_hint(checkpoint: Any, model: str, err: CheckpointError) -> CheckpointError:
+    """``err`` with ", it looks like a <kind> checkpoint (use --model <kind>)" when the file is another model's."""
+    try:
+        kind = guess_model_kind(load_container(checkpoint, map_location="cpu"))
+    except FommError:
+        return err
+    if kind is None or kind == model or f"--model {kind}" in str(err):
+        return err
+    return CheckpointError(f"{err}; it looks like a {kind} checkpoint, not {model} (use --model {kind})")
 
 
 def _config_hint(container: dict[str, Any]) -> str:
@@ -124,8 +143,11 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
         checkpoint: path of a checkpoint in the authors' container (``vox-cpk.pth.tar``) or one saved by ``fomm
             train``; ``None`` keeps random weights (useful for tests and benchmarks).
         device: torch device string.
-        model: ``"fomm"``, ``"monkeynet"`` (``config`` is a Monkey-Net YAML) or ``"x2face"`` (``config`` may be
-            ``None``/``"x2face"``; the pose model needs ``posereg=`` and ``posetobottle=`` file paths).
+        model: ``"fomm"``, ``"monkeynet"`` (``config`` is a Monkey-Net YAML or a bundled name from
+            ``fomm/configs/monkeynet``, e.g. ``"actions-64"``) or ``"x2face"`` (``config`` may be ``None``/``"x2face"``
+            for the released architecture, or an X2Face YAML / bundled name from ``fomm/configs/x2face``; the pose
+            model needs ``posereg=`` and ``posetobottle=`` file paths). A checkpoint of another of the three
+            models raises a :class:`CheckpointError` naming the model it looks like.
         with_discriminator: also build (and load, if present) the discriminator.
     Raises:
         FommError subclasses with a one-line explanation for every user mistake.
@@ -168,25 +190,50 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
 
 
 def _load_monkeynet(config: Any, checkpoint: Any, dev: torch.device, with_discriminator: bool) -> LoadedModel:
-    from .models.monkeynet import MonkeyNetConfig, load_monkeynet
+    from .models.monkeynet import MonkeyNetConfig, build_monkeynet, load_monkeynet_checkpoint
 
-    cfg = config if isinstance(config, MonkeyNetConfig) else MonkeyNetConfig.from_yaml(config)
-    kp, gen, disc = load_monkeynet(cfg, checkpoint, device=dev, with_discriminator=with_discriminator)
-    return LoadedModel(config=cfg, kp_detector=kp, generator=gen, discriminator=disc, device=dev, model="monkeynet",
-                       checkpoint=None if checkpoint is None else str(checkpoint))
+    cfg = MonkeyNetConfig.load(config)
+    kp, gen, disc = build_monkeynet(cfg)
+    epoch = None
+    if checkpoint is not None:
+        try:
+            info = load_monkeynet_checkpoint(checkpoint, kp, gen, disc if with_discriminator else None)
+        except CheckpointError as err:
+            raise _wrong_kind_hint(checkpoint, "monkeynet", err) from None
+        epoch = int(info["epoch"]) if isinstance(info.get("epoch"), (int, float)) else None
+    for net in (kp, gen) + ((disc,) if with_discriminator else ()):
+        net.to(dev).eval()
+    return LoadedModel(config=cfg, kp_detector=kp, generator=gen, discriminator=disc if with_discriminator else None,
+                       device=dev, model="monkeynet", checkpoint=None if checkpoint is None else str(checkpoint),
+                       epoch=epoch)
 
 
 def _load_x2face(config: Any, checkpoint: Any, dev: torch.device, posereg: Any = None,
                  posetobottle: Any = None) -> LoadedModel:
+    """``config``: None/"x2face" (released architecture; ``LoadedModel.config`` is then the bare
+    :class:`X2FaceConfig`), an X2FaceConfig, or an X2Face YAML / bundled name (``LoadedModel.config`` is then an
+    :class:`~fomm.models.x2face.config.X2FaceRunConfig`, whose ``image_size`` is the dataset frame size)."""
     from .models.x2face import X2Face, X2FaceConfig, load_x2face
+    from .models.x2face.config import X2FaceRunConfig
 
-    cfg = config if isinstance(config, X2FaceConfig) else None
+    run: X2FaceRunConfig | None = None
+    arch: X2FaceConfig | None = config if isinstance(config, X2FaceConfig) else None
+    if arch is None and not (config is None or str(config) == "x2face"):
+        run = X2FaceRunConfig.load(config)
+        arch = run.model
+    epoch = None
     if checkpoint is None:
-        net = X2Face(cfg).to(dev).eval()
+        net = X2Face(arch).to(dev).eval()
     else:
-        net = load_x2face(checkpoint, posereg=posereg, posetobottle=posetobottle, config=cfg, device=dev)
-    return LoadedModel(config=net.config, kp_detector=None, generator=net, discriminator=None, device=dev,
-                       model="x2face", checkpoint=None if checkpoint is None else str(checkpoint))
+        try:
+            net = load_x2face(checkpoint, posereg=posereg, posetobottle=posetobottle, config=arch, device=dev)
+        except CheckpointError as err:
+            raise _wrong_kind_hint(checkpoint, "x2face", err) from None
+        ep = load_container(checkpoint, map_location="cpu").get("epoch") if run is not None else None
+        epoch = int(ep) if isinstance(ep, (int, float)) else None
+    return LoadedModel(config=run if run is not None else net.config, kp_detector=None, generator=net,
+                       discriminator=None, device=dev, model="x2face",
+                       checkpoint=None if checkpoint is None else str(checkpoint), epoch=epoch)
 
 
-__all__ = ["LoadedModel", "load_model", "matching_bundled_configs", "resolve_device", "state_dict_mismatch"]
+__all__ = ["LoadedModel", "guess_model_kind", "load_model", "matching_bundled_configs", "resolve_device", "state_dict_mismatch"]

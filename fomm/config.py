@@ -241,3 +241,29 @@ def load_config(config: ConfigLike) -> FommConfig:
     if path.is_file():
         return FommConfig.from_yaml(path)
     raise ConfigError(f"unknown config '{text}': not a file and not a bundled config ({', '.join(names)})")
+
+
+def bundled_model_configs(model: str) -> list[str]:
+    """Names of the bundled configs of a baseline (``fomm/configs/<model>/*.yaml``; ``model`` = monkeynet|x2face).
+
+    FOMM's own configs sit directly in ``fomm/configs`` (see :func:`bundled_configs`); the baselines' live in a
+    folder each so a FOMM config list never offers a Monkey-Net file."""
+    root = resources.files("fomm.configs").joinpath(model)
+    if not root.is_dir():
+        return []
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_model_config(model: str, config: str | Path) -> Path:
+    """Path of a baseline config given as a YAML path or a bundled name (``"actions-64"``).
+
+    Raises :class:`ConfigError` naming the bundled choices when it is neither."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    names = bundled_model_configs(model)
+    name = path.name[:-5] if path.name.endswith(".yaml") else str(config)
+    if name in names:
+        return Path(str(resources.files("fomm.configs").joinpath(model, f"{name}.yaml")))
+    raise ConfigError(f"unknown {model} config '{config}': not a file and not a bundled {model} config "
+                      f"({', '.join(names) or 'none'})")

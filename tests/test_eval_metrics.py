@@ -85,12 +85,12 @@ def test_mkr_fraction_of_ground_truth_keypoints_missing_on_generated():
     assert s.mean == pytest.approx((2 / 3 + 1.0) / 2)
 
 
-def test_aed_is_euclidean_distance_of_embeddings():
+def test_aed_is_squared_euclidean_distance_of_embeddings():
     a = np.zeros(128)
     b = np.zeros(128)
     b[:2] = [3.0, 4.0]
     s = M.aed_per_frame([b, None, a], [a, a, None])
-    assert s.per_frame[0] == pytest.approx(5.0)
+    assert s.per_frame[0] == pytest.approx(25.0)  # ||b - a||^2 = 3^2 + 4^2, not the distance 5
     assert (s.missing_generated, s.missing_real, s.frames_scored) == (1, 1, 1)
 
 

@@ -209,7 +209,11 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
 
         best_frame = _find(src_model, driving_frames(), landmarks=landmarks, progress=progress, total=total)
 
-    animator = Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size)
+    from .baselines import make_animator
+
+    # Monkey-Net and X2Face get their own transfer (fomm.animate.baselines); FOMM the Animator above.
+    animator = make_animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                             batch_size=batch_size)
     animator.set_source(src_model)
     if best_frame:
         animator.set_initial_driving(nth_frame(driving, best_frame, driving_frames()))

@@ -7,14 +7,21 @@ import argparse
 from ..errors import FommError
 
 
+MODEL_CHOICES = ("fomm", "monkeynet", "x2face")
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--pretrained", metavar="NAME",
                    help="a model shipped with fomm (see `fomm.pretrained`; default when no --checkpoint is given: "
                         "actions-64)")
+    g.add_argument("--model", choices=MODEL_CHOICES, default="fomm",
+                   help="which model the checkpoint is: fomm, or the monkeynet / x2face baselines "
+                        "(default: %(default)s)")
     g.add_argument("--config", default=None,
-                   help="bundled config name (vox-256, taichi-256, ...) or a first-order-model YAML file "
-                        "(default: vox-256 with --checkpoint/--random-weights)")
+                   help="bundled config name (vox-256, taichi-256, ...; for --model monkeynet/x2face the names in "
+                        "fomm/configs/<model>, e.g. actions-64) or a YAML file (default: vox-256 for fomm, the "
+                        "released architecture for x2face)")
     g.add_argument("--checkpoint", help="checkpoint file in the authors' format (e.g. vox-cpk.pth.tar)")
     g.add_argument("--random-weights", action="store_true",
                    help="run without a checkpoint (random weights: for smoke tests and benchmarks only)")
@@ -30,11 +37,18 @@ def load_model_from_args(args: argparse.Namespace):
             raise FommError("--pretrained cannot be combined with --checkpoint or --random-weights")
         return load_pretrained(args.pretrained, device=args.device)
     if args.checkpoint is None and not args.random_weights:
-        if args.config is None and REGISTRY[DEFAULT_MODEL].available:
+        if args.config is None and getattr(args, "model", "fomm") == "fomm" and REGISTRY[DEFAULT_MODEL].available:
             return load_pretrained(DEFAULT_MODEL, device=args.device)
         raise FommError("no checkpoint given: pass --checkpoint PATH (e.g. vox-cpk.pth.tar), --pretrained NAME for a "
                         "model shipped with fomm, or --random-weights for a smoke test with an untrained model")
-    return load_model(args.config or "vox-256", args.checkpoint, device=args.device)
+    model = getattr(args, "model", "fomm") or "fomm"
+    config = args.config
+    if config is None:
+        if model == "monkeynet":
+            raise FommError("--model monkeynet needs --config (the Monkey-Net YAML the checkpoint was trained with, "
+                            "or a bundled name such as actions-64)")
+        config = "vox-256" if model == "fomm" else None
+    return load_model(config, args.checkpoint, device=args.device, model=model)
 
 
 def parse_size(text: str) -> tuple[int, int]:

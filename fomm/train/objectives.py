@@ -215,3 +215,20 @@ def _load_fomm_config(config: Any) -> Any:
 
 
 OBJECTIVES["fomm"] = (_load_fomm_config, build_fomm_objective)
+
+
+def _from_baselines(attr: str) -> Callable[..., Any]:
+    """Resolve a function of :mod:`fomm.train.baselines` at call time (it imports this module)."""
+
+    def call(*args: Any) -> Any:
+        from fomm.train import baselines
+
+        return getattr(baselines, attr)(*args)
+
+    call.__name__ = attr
+    return call
+
+
+# The baselines' objectives, each with the losses of its paper (see fomm.train.baselines).
+OBJECTIVES["monkeynet"] = (_from_baselines("load_monkeynet_config"), _from_baselines("build_monkeynet_objective"))
+OBJECTIVES["x2face"] = (_from_baselines("load_x2face_config"), _from_baselines("build_x2face_objective"))

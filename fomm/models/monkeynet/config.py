@@ -8,6 +8,7 @@ field here with the same name and default, and an unknown key inside ``model_par
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,46 @@ class MonkeyNetConfig:
     normalization_params: NormalizationParams = field(default_factory=NormalizationParams)
     image_shape: tuple[int, ...] | None = None
     raw: dict = field(default_factory=dict)
+
+    # -- the sections the trainer and the dataset read (live views into ``raw``, so overrides are saved) ------
+    def _section(self, key: str) -> dict:
+        value = self.raw.get(key)
+        if not isinstance(value, dict):
+            value = self.raw[key] = {}
+        return value
+
+    @property
+    def train_params(self) -> dict:
+        """``train_params`` of the YAML (``lr``, ``loss_weights``, ``num_epochs``, ...), a mutable dict."""
+        return self._section("train_params")
+
+    @property
+    def dataset_params(self) -> dict:
+        """``dataset_params`` of the YAML (``root_dir``, ``image_shape``, ``augmentation_params``), a mutable dict."""
+        return self._section("dataset_params")
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` from ``dataset_params.image_shape`` (None when the YAML has none)."""
+        shape = self.dataset_params.get("image_shape", self.image_shape)
+        return None if shape is None else (int(shape[0]), int(shape[1]))
+
+    def to_dict(self) -> dict:
+        """The YAML as a dict (every section, including CLI overrides made through the properties above)."""
+        return copy.deepcopy(self.raw)
+
+    @classmethod
+    def load(cls, config: "MonkeyNetConfig | dict | str | Path") -> "MonkeyNetConfig":
+        """From an instance, a dict, a YAML path or a bundled name (``fomm/configs/monkeynet/<name>.yaml``)."""
+        if isinstance(config, MonkeyNetConfig):
+            return config
+        if isinstance(config, dict):
+            return cls.from_dict(copy.deepcopy(config))
+        if config is None:
+            raise ConfigError("Monkey-Net needs a config: a YAML file or a bundled name such as actions-64")
+        from fomm.config import resolve_model_config
+
+        return cls.from_yaml(resolve_model_config("monkeynet", config))
 
     @classmethod
     def from_dict(cls, d: dict) -> "MonkeyNetConfig":
