@@ -31,6 +31,8 @@ class PretrainedModel:
     filename: str
     dataset: str
     description: str
+    example_source: str = "source.png"  # files in fomm/assets/examples used by `fomm animate --example`
+    example_driving: str = "driving.mp4"
 
     @property
     def path(self) -> Path:
@@ -45,9 +47,11 @@ REGISTRY: dict[str, PretrainedModel] = {
     m.name: m
     for m in (
         PretrainedModel("actions-64", "fomm", "actions-64", "fomm-actions-64.pth.tar", "actions",
-                        "FOMM, 64x64 full bodies (Weizmann actions, leak-free split)"),
+                        "FOMM, 64x64 full bodies (Weizmann actions, leak-free split)",
+                        "body-source.png", "body-driving.mp4"),
         PretrainedModel("shapes-64", "fomm", "shapes-64", "fomm-shapes-64.pth.tar", "shapes",
-                        "FOMM, 64x64 moving shapes (Monkey-Net/MoCoGAN shapes)"),
+                        "FOMM, 64x64 moving shapes (Monkey-Net/MoCoGAN shapes)",
+                        "shapes-source.png", "shapes-driving.mp4"),
     )
 }
 DEFAULT_MODEL = "actions-64"

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     io = p.add_argument_group("input/output")
     io.add_argument("--source", help="source image (any format Pillow reads)")
     io.add_argument("--driving", help="driving video (mp4/mov/gif/...), folder of frames, or image")
-    io.add_argument("--example", action="store_true", help="use the bundled example photo and driving clip")
+    io.add_argument("--example", action="store_true", help="use the bundled example pair (the shipped model's own pair, else a face photo and clip)")
     io.add_argument("-o", "--output", required=True,
                     help="output .mp4, or a folder ending with / for lossless PNG frames")
     io.add_argument("--size", type=parse_size, default=None,
@@ -52,10 +52,7 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import FommError
     from ..io.video import check_output_path
 
-    if args.example:
-        args.source = args.source or str(example_path("source.png"))
-        args.driving = args.driving or str(example_path("driving.mp4"))
-    if not args.source or not args.driving:
+    if not args.example and (not args.source or not args.driving):
         raise FommError("need --source IMAGE and --driving VIDEO (or --example for the bundled pair)")
     if args.best_frame is not None and args.best_frame < 0:
         raise FommError("--best-frame must be >= 0")
@@ -68,6 +65,13 @@ def main(args: argparse.Namespace) -> int:
     elif args.crop_increase is not None:
         raise FommError("--crop-increase only applies with --auto-crop")
     model = load_model_from_args(args)
+    if args.example:
+        # A shipped model brings the example pair it was trained for (bodies, shapes); otherwise the face pair.
+        from ..pretrained import REGISTRY
+
+        entry = REGISTRY.get(str(model.meta.get("pretrained")))
+        args.source = args.source or str(example_path(entry.example_source if entry else "source.png"))
+        args.driving = args.driving or str(example_path(entry.example_driving if entry else "driving.mp4"))
     result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
                            adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
                            find_best_frame=args.find_best_frame, output_size=args.size,
