@@ -49,15 +49,26 @@ class Animator:
         relative: relative keypoint motion (recommended when source and driving show different people).
         adapt_movement_scale: scale motion by the ratio of the two faces' keypoint hull sizes (relative only).
         batch_size: driving frames per forward pass.
+        precision: ``"fp32"``, ``"bf16"`` (CPUs with bf16 support, or GPU) or ``"fp16"`` (GPU): autocast for the
+            generator's bottleneck and decoder; keypoints and dense motion stay fp32 (see :mod:`fomm.realtime`).
+        channels_last: convert the networks (in place) and frames to channels-last memory, faster for CPU convs.
     """
 
     def __init__(self, model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
-                 batch_size: int = 4) -> None:
+                 batch_size: int = 4, precision: str = "fp32", channels_last: bool = False) -> None:
+        from ..realtime.precision import autocast_dtype
+
         self.model = model
         self.relative = relative
         self.adapt_movement_scale = adapt_movement_scale and relative
         self.batch_size = max(1, int(batch_size))
         self.device = model.device
+        self.precision = precision
+        self._amp_dtype = autocast_dtype(precision, self.device)
+        self.channels_last = channels_last
+        if channels_last:
+            for net in (model.kp_detector, model.generator):
+                net.to(memory_format=torch.channels_last)
         self._kp_source: KP | None = None
         self._encoding = None
         self._kp_initial: KP | None = None
@@ -65,7 +76,8 @@ class Animator:
     # ------------------------------------------------------------------------------------------------------ setup
     def to_model_input(self, frame: np.ndarray) -> torch.Tensor:
         """uint8 ``[H, W, 3]`` -> float ``[1, 3, h, w]`` in ``[0, 1]`` at the model's size, on the model's device."""
-        return image_to_tensor(frame, self.model.image_size).to(self.device)
+        t = image_to_tensor(frame, self.model.image_size).to(self.device)
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t
 
     @torch.inference_mode()
     def set_source(self, source: np.ndarray | torch.Tensor) -> None:
@@ -97,7 +109,13 @@ class Animator:
         kp_norm = normalize_kp(self._kp_source, kp_driving, self._kp_initial, use_relative_movement=self.relative,
                                use_relative_jacobian=self.relative,
                                adapt_movement_scale=self.adapt_movement_scale)
-        return self.model.generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm)["prediction"]
+        if self._amp_dtype is None:
+            return self.model.generator.decode(self._encoding, kp_source=self._kp_source,
+                                               kp_driving=kp_norm)["prediction"]
+        with torch.autocast(self.device.type, dtype=self._amp_dtype):
+            out = self.model.generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm,
+                                              fp32_motion=True)
+        return out["prediction"].float()
 
     def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Stream uint8 ``[H, W, 3]`` driving frames -> uint8 ``[h, w, 3]`` animated frames at the model's size."""
@@ -133,8 +151,8 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
                   output: str | os.PathLike, *, relative: bool = True, adapt_movement_scale: bool = True,
                   best_frame: int | None = None, find_best_frame: bool = False,
                   output_size: int | tuple[int, int] | None = None, batch_size: int = 4, audio: bool = True,
-                  progress: bool = True, landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None
-                  ) -> AnimationResult:
+                  progress: bool = True, landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                  precision: str = "fp32", channels_last: bool = False) -> AnimationResult:
     """Animate ``source`` with ``driving`` and write ``output`` (an ``.mp4`` or a folder of PNG frames).
 
     Args:
@@ -144,6 +162,8 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
         best_frame: index of the driving frame that matches the source pose (relative mode's reference).
         find_best_frame: pick that frame automatically by face landmarks (``landmarks`` backend, default dlib).
         output_size: ``(h, w)`` or an int for square output; default the model's size.
+        precision, channels_last: torch speed options (see :class:`Animator`). ``model`` may also be a
+            :class:`fomm.realtime.OnnxModel`, which runs the ONNX Runtime path (fp32 graphs; these two are ignored).
     Raises:
         FommError subclasses for unreadable inputs / unwritable outputs; nothing is left half-written.
     """
@@ -160,7 +180,14 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
         best_frame = _find(src, iter_frames(driving), landmarks=landmarks, progress=progress,
                            total=info.num_frames)
 
-    animator = Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size)
+    if getattr(model, "backend", "torch") == "onnx":
+        from ..realtime.onnx_runtime import OnnxAnimator
+
+        animator: Animator = OnnxAnimator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                                          batch_size=batch_size)
+    else:
+        animator = Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                            batch_size=batch_size, precision=precision, channels_last=channels_last)
     animator.set_source(src)
     if best_frame:
         animator.set_initial_driving(nth_frame(driving, best_frame))

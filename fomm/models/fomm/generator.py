@@ -8,6 +8,7 @@ run once per driving frame. ``forward`` is exactly ``decode(encode_source(...))`
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -91,12 +92,16 @@ class OcclusionAwareGenerator(nn.Module):
         return SourceEncoding(image=source_image, features=out, small=small)
 
     def decode(self, enc: SourceEncoding, kp_source: dict[str, torch.Tensor],
-               kp_driving: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+               kp_driving: dict[str, torch.Tensor], fp32_motion: bool = False) -> dict[str, torch.Tensor]:
+        """``fp32_motion``: run the dense-motion network outside any active autocast, so a reduced-precision decode
+        still warps with a full-precision deformation field (the realtime bf16/fp16 paths use this)."""
         out = enc.features
         result: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is not None:
-            motion = self.dense_motion_network(enc.image, kp_driving=kp_driving, kp_source=kp_source,
-                                               source_small=enc.small)
+            island = torch.autocast(enc.image.device.type, enabled=False) if fp32_motion else contextlib.nullcontext()
+            with island:
+                motion = self.dense_motion_network(enc.image, kp_driving=kp_driving, kp_source=kp_source,
+                                                   source_small=enc.small)
             result["mask"] = motion["mask"]
             result["sparse_deformed"] = motion["sparse_deformed"]
             deformation = motion["deformation"]
