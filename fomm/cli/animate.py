@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from .common import add_model_options, load_model_from_args, parse_size
@@ -34,6 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                     help="inference engine: torch, or onnx = ONNX Runtime (pip install 'fomm[onnx]')")
+    run.add_argument("--onnx-dir", metavar="DIR",
+                     help="folder from 'fomm export-onnx' (--backend onnx; default: export the model to a "
+                          "temporary folder first)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                     help="torch backend: bf16 (CPUs with AVX512-BF16/AMX, or GPU) or fp16 (GPU) for the "
+                          "generator's decoder; keypoints and motion stay fp32 (default: fp32)")
     p.set_defaults(func=main)
 
 
@@ -51,11 +60,20 @@ def main(args: argparse.Namespace) -> int:
     if args.best_frame is not None and args.best_frame < 0:
         raise FommError("--best-frame must be >= 0")
     check_output_path(args.output)  # fail before loading a large model
-    model = load_model_from_args(args)
-    result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
-                           adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
-                           find_best_frame=args.find_best_frame, output_size=args.size,
-                           batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet)
+    with contextlib.ExitStack() as stack:
+        if args.backend == "onnx":
+            from ..realtime.cli_support import onnx_model_from_args
+
+            model = onnx_model_from_args(args, stack)
+        else:
+            if args.onnx_dir:
+                raise FommError("--onnx-dir needs --backend onnx")
+            model = load_model_from_args(args)
+        result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
+                               adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
+                               find_best_frame=args.find_best_frame, output_size=args.size,
+                               batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet,
+                               precision=args.precision, channels_last=model.device.type == "cpu")
     h, w = result.size
     audio = "with audio" if result.has_audio else "no audio"
     print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio})",
