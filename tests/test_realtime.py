@@ -61,8 +61,8 @@ def test_bf16_channels_last_quality(golden_dir):
     torch.testing.assert_close(cl.animate_batch(driving), expected, rtol=0, atol=1e-5)
 
 
-def test_decode_fp32_motion_keeps_deformation_exact(golden_dir):
-    """Under autocast, ``fp32_motion=True`` leaves the dense-motion outputs (deformation, masks) in fp32."""
+def test_decode_fp32_islands_keeps_deformation_exact(golden_dir):
+    """Under autocast, ``fp32_islands=True`` leaves the dense-motion outputs (deformation, masks) in fp32."""
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16 kernels")
     model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
@@ -72,9 +72,9 @@ def test_decode_fp32_motion_keeps_deformation_exact(golden_dir):
         enc = model.generator.encode_source(src)
         full = model.generator.decode(enc, kp, kp)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            island = model.generator.decode(enc, kp, kp, fp32_motion=True)
+            island = model.generator.decode(enc, kp, kp, fp32_islands=True)
             loose = model.generator.decode(enc, kp, kp)
-    assert island["deformation"].dtype == torch.float32
+    assert island["deformation"].dtype == torch.float32 and island["prediction"].dtype == torch.float32
     torch.testing.assert_close(island["deformation"], full["deformation"], rtol=0, atol=1e-6)
     assert loose["mask"].dtype == torch.bfloat16  # without the island the masks come out of bf16 convs
 

@@ -50,7 +50,8 @@ class Animator:
         adapt_movement_scale: scale motion by the ratio of the two faces' keypoint hull sizes (relative only).
         batch_size: driving frames per forward pass.
         precision: ``"fp32"``, ``"bf16"`` (CPUs with bf16 support, or GPU) or ``"fp16"`` (GPU): autocast for the
-            generator's bottleneck and decoder; keypoints and dense motion stay fp32 (see :mod:`fomm.realtime`).
+            generator's bottleneck and up blocks; keypoints, dense motion and the final conv stay fp32 (see
+            :mod:`fomm.realtime.precision`).
         channels_last: convert the networks (in place) and frames to channels-last memory, faster for CPU convs.
     """
 
@@ -114,7 +115,7 @@ class Animator:
                                                kp_driving=kp_norm)["prediction"]
         with torch.autocast(self.device.type, dtype=self._amp_dtype):
             out = self.model.generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm,
-                                              fp32_motion=True)
+                                              fp32_islands=True)
         return out["prediction"].float()
 
     def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
