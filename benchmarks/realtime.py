@@ -214,6 +214,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_before = os.getloadavg()
     device = torch.device(args.device)
     model = fomm.load_model(args.config, device="cpu")
     source, driving = load_frames(args.frames, model.image_size)
@@ -271,6 +272,7 @@ def main() -> None:
             print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{v.name} {v.fps[-1]:.2f}" for v in variants)
                   + " frames/s", file=sys.stderr)
 
+    load_after = os.getloadavg()
     ref = variants[0].outputs
     base_fps = statistics.median(variants[0].fps)
     rows = []
@@ -293,7 +295,10 @@ def main() -> None:
         "device": str(device), "inputs": "fomm/assets/examples source.png + driving.mp4",
         "torch": torch.__version__, "onnxruntime": _ort_version(),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_name(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    # Other processes' load: per-call thread wake-ups get slow when the cores are oversubscribed,
+                    # which hurts the many-small-ops batch-1 variants most.
+                    "loadavg_1min_before_after": [load_before[0], load_after[0]]},
         "rows": rows,
     }
     print(table(result))
@@ -339,7 +344,8 @@ def _db(x: float) -> str:
 def table(result: dict) -> str:
     lines = [f"{result['config']} ({result['image_size'][0]}x{result['image_size'][1]}), {result['device']}, "
              f"{result['threads']} threads, median of {result['rounds']} interleaved rounds x {result['frames']} "
-             f"frames", "",
+             f"frames (1-min load average {result['machine']['loadavg_1min_before_after'][0]:.1f} -> "
+             f"{result['machine']['loadavg_1min_before_after'][1]:.1f} on {result['machine']['cpu_count']} cores)", "",
              "| variant | batch | frames/s | latency (ms) | vs (a) | PSNR pred (dB) | PSNR logits (dB) | "
              "PSNR deformed (dB) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
