@@ -237,6 +237,14 @@ def main() -> None:
                             original_style(original, source)),
                     Variant("b_torch", f"(b) ours, torch fp32, channels-last, batch {b}", b,
                             torch_animator(model, source, first, b, "fp32"))]
+        if not args.no_onnx and device.type == "cuda":
+            from fomm.realtime import select_providers
+
+            try:
+                select_providers("cuda")
+            except fomm.FommError as exc:
+                print(f"skipping the ONNX variants: {exc}", file=sys.stderr)
+                args.no_onnx = True
         if not args.no_onnx:
             t0 = time.perf_counter()
             export_onnx(model, tmp)

@@ -67,6 +67,10 @@ def test_onnx_matches_torch(exported, inputs, batch):
     assert got["prediction"].shape == (batch, 3, 128, 128)
     for key in ("prediction", "deformed", "mask", "occlusion_map"):
         np.testing.assert_allclose(got[key], ref[key].numpy(), rtol=0, atol=ATOL, err_msg=key)
+    if batch > 1:  # one source per frame (S = B) instead of a broadcast source: same frames
+        enc_b = om.encode_source(np.repeat(source.numpy(), batch, axis=0))
+        got_b = om.decode(enc_b, {k: v.numpy() for k, v in kp_norm.items()})
+        np.testing.assert_allclose(got_b["prediction"], got["prediction"], rtol=0, atol=ATOL)
 
 
 def test_split_stages_equal_unsplit_generator(golden_dir, inputs):
