@@ -79,6 +79,28 @@ def test_decode_fp32_islands_keeps_deformation_exact(golden_dir):
     assert loose["mask"].dtype == torch.bfloat16  # without the island the masks come out of bf16 convs
 
 
+def test_low_precision_view_is_autocast_without_recasting(golden_dir):
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16 kernels")
+    from fomm.realtime.precision import low_precision_view
+
+    model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
+    gen = model.generator
+    view = low_precision_view(gen, torch.bfloat16)
+    assert view.bottleneck is not gen.bottleneck and view.dense_motion_network is gen.dense_motion_network
+    assert gen.bottleneck.r0.conv1.weight.dtype == torch.float32  # the original is untouched
+    assert view.bottleneck.r0.conv1.weight.dtype == torch.bfloat16
+    assert view.bottleneck.r0.norm1.weight.dtype == torch.float32
+    src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        kp = model.kp_detector(src)
+        enc = gen.encode_source(src)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = gen.decode(enc, kp, kp, fp32_islands=True)["prediction"]
+            got = view.decode(enc, kp, kp, fp32_islands=True)["prediction"]
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------------------------------------- CLI
 pytest.importorskip("onnxruntime", reason="the ONNX CLI tests need the 'onnx' extra: pip install 'fomm[onnx]'")
 

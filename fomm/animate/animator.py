@@ -57,7 +57,7 @@ class Animator:
 
     def __init__(self, model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
                  batch_size: int = 4, precision: str = "fp32", channels_last: bool = False) -> None:
-        from ..realtime.precision import autocast_dtype
+        from ..realtime.precision import autocast_dtype, low_precision_view
 
         self.model = model
         self.relative = relative
@@ -70,6 +70,9 @@ class Animator:
         if channels_last:
             for net in (model.kp_detector, model.generator):
                 net.to(memory_format=torch.channels_last)
+        # Reduced precision: a generator view whose heavy convs hold their weights in the autocast dtype.
+        self._lowp_generator = (low_precision_view(model.generator, self._amp_dtype)
+                                if self._amp_dtype is not None else None)
         self._kp_source: KP | None = None
         self._encoding = None
         self._kp_initial: KP | None = None
@@ -114,7 +117,7 @@ class Animator:
             return self.model.generator.decode(self._encoding, kp_source=self._kp_source,
                                                kp_driving=kp_norm)["prediction"]
         with torch.autocast(self.device.type, dtype=self._amp_dtype):
-            out = self.model.generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm,
+            out = self._lowp_generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm,
                                               fp32_islands=True)
         return out["prediction"].float()
 

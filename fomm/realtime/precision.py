@@ -10,9 +10,11 @@ reports it.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
+from torch import nn
 
 from ..errors import FommError
 
@@ -48,6 +50,25 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     return torch.bfloat16
 
 
+def low_precision_view(generator: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A generator that shares every module with ``generator`` except the bottleneck and up blocks, whose conv
+    weights and biases are stored in ``dtype``.
+
+    Under autocast this computes exactly what the fp32 generator computes (autocast would cast those same tensors on
+    every call); storing them once saves a weight copy per conv per batch, which matters at batch 1. BatchNorm
+    parameters stay fp32 (autocast runs batch norm in fp32). ``generator`` itself is left unchanged.
+    """
+    view = copy.copy(generator)
+    view._modules = dict(generator._modules)  # copy.copy shares the dict; the swaps below must not touch the original
+    for name in ("bottleneck", "up_blocks"):
+        part = copy.deepcopy(getattr(generator, name))
+        for module in part.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(dtype)
+        setattr(view, name, part)
+    return view
+
+
 def psnr(estimate: torch.Tensor, reference: torch.Tensor, peak: float | None = None) -> float:
     """PSNR in dB of ``estimate`` against ``reference`` (same shape).
 
@@ -67,4 +88,4 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor, peak: float | None = N
     return 10.0 * math.log10(peak * peak / mse)
 
 
-__all__ = ["PRECISIONS", "autocast_dtype", "cpu_supports_bf16", "psnr"]
+__all__ = ["PRECISIONS", "autocast_dtype", "cpu_supports_bf16", "low_precision_view", "psnr"]
