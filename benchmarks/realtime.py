@@ -17,6 +17,12 @@ variants are interleaved within each round (a, b, c, ... then again), so load fr
 machine hits them alike; the table reports medians over rounds. ``latency`` is the median wall time of one call
 (one batch), i.e. how long a frame takes once its batch is complete; at batch 1 it is the per-frame latency.
 
+Threads: ``--threads`` sets torch's and ONNX Runtime's intra-op threads. On a CPU shared with other busy processes
+(the committed results were taken on 2 cores with a load average of ~5), every parallel op waits for a descheduled
+worker thread, which costs eager torch several ms per op and hurts the batch-1 variants most; ONNX Runtime (fused
+graph, fewer ops) is far less affected. ``realtime.json`` is the 2-thread run, ``realtime_1thread.json`` the same
+with 1 thread.
+
 Quality (PSNR against ``a_original`` on the same frames, real inputs: the bundled example ``source.png`` and the first
 frames of ``driving.mp4``). The weights are random, and a random generator's output is nearly constant grey (its
 pre-sigmoid output has a std of ~0.004), where a PSNR with peak 1 would be flattering and meaningless. So:
@@ -154,7 +160,8 @@ def torch_animator(model, source: torch.Tensor, first: torch.Tensor, batch: int,
     anim = Animator(model, batch_size=batch, precision=precision, channels_last=model.device.type == "cpu")
     anim.set_source(source)
     anim.set_initial_driving(first)
-    gen = anim.model.generator
+    # The generator instance decode() runs on (reduced precision uses a view with low-dtype conv weights).
+    gen = anim._lowp_generator if anim._lowp_generator is not None else anim.model.generator
     captured: dict[str, torch.Tensor] = {}
 
     def run(frames: torch.Tensor) -> dict:
