@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 
 import numpy as np
@@ -102,7 +103,9 @@ def test_low_precision_view_is_autocast_without_recasting(golden_dir):
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
-pytest.importorskip("onnxruntime", reason="the ONNX CLI tests need the 'onnx' extra: pip install 'fomm[onnx]'")
+# Not a module-level importorskip: that would also skip the precision tests above when onnxruntime is missing.
+needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx")
+                                is None, reason="the ONNX CLI tests need the 'onnx' extra: pip install 'fomm[onnx]'")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,6 +137,7 @@ def small(golden_dir):
             "--checkpoint", str(golden_dir / "fomm_small_main_cpk.pth.tar")]
 
 
+@needs_onnx
 def test_cli_export_then_animate_onnx_matches_torch(small, tmp_path, capsys):
     from fomm.assets import example_path
 
@@ -160,6 +164,7 @@ def test_cli_export_then_animate_onnx_matches_torch(small, tmp_path, capsys):
         assert diff.max() <= 1  # uint8 rounding of outputs equal within 1e-4
 
 
+@needs_onnx
 def test_cli_animate_onnx_exports_on_the_fly(small, tmp_path):
     from fomm.assets import example_path
 
@@ -175,6 +180,7 @@ def test_cli_animate_onnx_exports_on_the_fly(small, tmp_path):
     assert len(list(iter_frames(out))) == 3
 
 
+@needs_onnx
 def test_cli_onnx_errors(small, tmp_path, capsys):
     base = ["animate", "--example", "-o", str(tmp_path / "o.mp4")]
     assert _run([*base, "--backend", "onnx", "--onnx-dir", str(tmp_path / "missing")]) == 2
