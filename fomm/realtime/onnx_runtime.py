@@ -1,0 +1,195 @@
+"""Animation on ONNX Runtime, from a folder written by :func:`fomm.realtime.export_onnx`.
+
+:class:`OnnxModel` holds the three inference sessions; :class:`OnnxAnimator` has the same API as the torch
+:class:`fomm.animate.Animator` (``set_source``, ``set_initial_driving``, ``animate_batch``, ``animate_frames``) and
+:func:`fomm.animate.animate_video` accepts an :class:`OnnxModel` in place of a torch model. Keypoint normalisation is
+shared with the torch path (it is a few numbers per frame).
+
+Providers: CPU by default; ``device="cuda"`` asks for TensorRT and CUDA (``pip install 'fomm[gpu]'``, which brings
+``onnxruntime-gpu``), in that order, with CPU as the fallback for unsupported nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..animate.animator import Animator
+from ..animate.normalize import normalize_kp
+from ..errors import ConfigError, FommError, InputError
+from .export import FORMAT, GRAPH_FILES, SIDECAR
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise FommError("the ONNX backend needs onnxruntime: pip install 'fomm[onnx]' (or 'fomm[gpu]' for CUDA)"
+                        ) from None
+    return onnxruntime
+
+
+def select_providers(device: str = "cpu") -> list[str]:
+    """Execution providers for ``device`` (``"cpu"`` or ``"cuda"``), best first.
+
+    Raises:
+        FommError: ``cuda`` asked for but this onnxruntime has no GPU provider, or an unknown device.
+    """
+    ort = _ort()
+    kind = torch.device(device).type
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    if kind != "cuda":
+        raise FommError(f"the ONNX backend runs on cpu or cuda, not '{device}'")
+    available = set(ort.get_available_providers())
+    gpu = [p for p in GPU_PROVIDERS if p in available]
+    if not gpu:
+        raise FommError("--device cuda with the ONNX backend needs onnxruntime-gpu: pip install 'fomm[gpu]'")
+    return gpu + ["CPUExecutionProvider"]
+
+
+class OnnxModel:
+    """An exported FOMM model on ONNX Runtime.
+
+    Args:
+        onnx_dir: folder with ``fomm_onnx.json`` and the three ``.onnx`` files.
+        device: ``"cpu"`` or ``"cuda"`` (see :func:`select_providers`); ``providers`` overrides it.
+        threads: intra-op threads of the CPU provider (default: ORT's choice, one per physical core).
+        image_size: the ``(H, W)`` the caller expects; a different exported size is an error.
+    Raises:
+        InputError: missing folder, sidecar or graph, or a sidecar that is not a fomm export.
+        ConfigError: exported for another image size than ``image_size``.
+    """
+
+    backend = "onnx"
+    model = "fomm"
+
+    def __init__(self, onnx_dir: str | os.PathLike, device: str = "cpu", providers: Sequence[str] | None = None,
+                 threads: int | None = None, image_size: tuple[int, int] | None = None) -> None:
+        ort = _ort()
+        self.dir = Path(onnx_dir)
+        sidecar = self.dir / SIDECAR
+        if not sidecar.is_file():
+            what = "folder does not exist" if not self.dir.is_dir() else f"no {SIDECAR} in it"
+            raise InputError(f"{self.dir}: not an ONNX export ({what}); create one with "
+                             f"'fomm export-onnx --config CONFIG --checkpoint PATH -o {self.dir}'")
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{sidecar}: unreadable sidecar ({exc}); re-export the model") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise InputError(f"{sidecar}: not a fomm ONNX sidecar (format is not '{FORMAT}'); re-export the model")
+        self.meta: dict[str, Any] = meta
+        self.image_size: tuple[int, int] = (int(meta["image_size"][0]), int(meta["image_size"][1]))
+        if image_size is not None and tuple(image_size) != self.image_size:
+            h, w = self.image_size
+            raise ConfigError(f"{self.dir}: exported for {w}x{h} images, but {image_size[1]}x{image_size[0]} is "
+                              f"expected; re-export with the matching config")
+        self.has_jacobian = bool(meta["has_jacobian"])
+        self.device = torch.device("cpu")  # where the animator keeps its (host) tensors
+        self.providers = list(providers) if providers is not None else select_providers(device)
+        opts = ort.SessionOptions()
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.sessions = {}
+        for name, info in meta["graphs"].items():
+            path = self.dir / info.get("file", GRAPH_FILES.get(name, ""))
+            if not path.is_file():
+                raise InputError(f"{path}: ONNX graph '{name}' is missing from the export; re-export the model")
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+            except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+                raise InputError(f"{path}: cannot load ONNX graph ({type(exc).__name__}: {exc}); "
+                                 f"re-export the model") from None
+        self.names = {name: meta["graphs"][name] for name in self.sessions}
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.sessions[graph].run(self.names[graph]["outputs"], feeds)
+        return dict(zip(self.names[graph]["outputs"], outs))
+
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        """``[B, 3, H, W]`` float32 at the exported size, else :class:`InputError`."""
+        arr = np.ascontiguousarray(images, dtype=np.float32)
+        if arr.ndim != 4 or tuple(arr.shape[2:]) != self.image_size or arr.shape[1] != self.meta["num_channels"]:
+            h, w = self.image_size
+            raise InputError(f"images of shape {tuple(arr.shape)} do not fit the ONNX model, which was exported "
+                             f"for [B, {self.meta['num_channels']}, {h}, {w}]")
+        return arr
+
+    def keypoints(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """``[B, 3, H, W]`` in ``[0, 1]`` -> ``{"value": [B, K, 2], "jacobian"?: [B, K, 2, 2]}``."""
+        out = self._run("kp_detector", {"image": self.check_images(images)})
+        return {k.removeprefix("kp_"): v for k, v in out.items()}
+
+    def encode_source(self, source: np.ndarray) -> dict[str, np.ndarray]:
+        """``[S, 3, H, W]`` -> ``{"source", "kp_source_value", "kp_source_jacobian"?, "features", "source_small"}``."""
+        src = self.check_images(source)
+        return {"source": src, **self._run("source_stage", {"source": src})}
+
+    def decode(self, encoding: dict[str, np.ndarray], kp_driving: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-frame stage: ``kp_driving`` (normalised, ``[B, K, 2]`` / ``[B, K, 2, 2]``) -> ``{"prediction"
+        [B, 3, H, W], "deformed", "mask", "occlusion_map"?}``."""
+        feeds = {n: encoding[n] for n in self.names["frame_stage"]["inputs"] if n in encoding}
+        feeds["kp_driving_value"] = np.ascontiguousarray(kp_driving["value"], dtype=np.float32)
+        if self.has_jacobian:
+            feeds["kp_driving_jacobian"] = np.ascontiguousarray(kp_driving["jacobian"], dtype=np.float32)
+        return self._run("frame_stage", feeds)
+
+
+def _np(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    return t.detach().cpu().float().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float32)
+
+
+class OnnxAnimator(Animator):
+    """:class:`fomm.animate.Animator` on ONNX Runtime (same constructor arguments, minus precision options)."""
+
+    def __init__(self, model: OnnxModel, relative: bool = True, adapt_movement_scale: bool = True,
+                 batch_size: int = 4) -> None:
+        super().__init__(model, relative=relative, adapt_movement_scale=adapt_movement_scale,  # type: ignore[arg-type]
+                         batch_size=batch_size)
+        self._onnx_encoding: dict[str, np.ndarray] | None = None
+
+    def set_source(self, source: np.ndarray | torch.Tensor) -> None:
+        """Run the source stage once. ``source``: uint8 ``[H, W, 3]`` or float ``[1, 3, h, w]`` in ``[0, 1]``."""
+        src = self.to_model_input(source) if isinstance(source, np.ndarray) and source.dtype == np.uint8 else source
+        enc = self.model.encode_source(_np(src))
+        self._onnx_encoding = enc
+        self._kp_source = {"value": torch.from_numpy(enc["kp_source_value"])}
+        if "kp_source_jacobian" in enc:
+            self._kp_source["jacobian"] = torch.from_numpy(enc["kp_source_jacobian"])
+        self._encoding = enc
+        self._kp_initial = None
+
+    def keypoints(self, frames: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in self.model.keypoints(_np(frames)).items()}
+
+    def animate_batch(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> ``[B, 3, h, w]`` predictions in ``[0, 1]`` (torch, CPU)."""
+        if self._onnx_encoding is None or self._kp_source is None:
+            raise RuntimeError("call set_source() first")
+        kp_driving = self.keypoints(frames)
+        if self._kp_initial is None:
+            self._kp_initial = {k: v[:1] for k, v in kp_driving.items()}
+        kp_norm = normalize_kp(self._kp_source, kp_driving, self._kp_initial, use_relative_movement=self.relative,
+                               use_relative_jacobian=self.relative,
+                               adapt_movement_scale=self.adapt_movement_scale)
+        out = self.model.decode(self._onnx_encoding, {k: _np(v) for k, v in kp_norm.items()})
+        return torch.from_numpy(out["prediction"])
+
+
+def load_onnx_model(onnx_dir: str | os.PathLike, device: str = "cpu", threads: int | None = None,
+                    image_size: tuple[int, int] | None = None) -> OnnxModel:
+    """Open an export folder (see :class:`OnnxModel`)."""
+    return OnnxModel(onnx_dir, device=device, threads=threads, image_size=image_size)
+
+
+__all__ = ["OnnxAnimator", "OnnxModel", "load_onnx_model", "select_providers"]

@@ -1,0 +1,194 @@
+"""Realtime options: reduced precision on the torch path (quality-checked), the PSNR helper, and the CLI wiring of
+``fomm export-onnx`` / ``fomm animate --backend onnx``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import fomm
+from fomm.animate import Animator
+from fomm.errors import FommError
+from fomm.io.video import iter_frames
+from fomm.realtime import autocast_dtype, cpu_supports_bf16, psnr
+
+
+def test_psnr_values():
+    ref = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    assert psnr(ref, ref) == math.inf
+    est = ref + torch.tensor([0.1, -0.1, 0.1, -0.1])
+    assert psnr(est, ref) == pytest.approx(20.0)  # peak-to-peak range 1, rmse 0.1
+    # Range-relative by default: scaling both signals leaves it unchanged; a fixed peak does not.
+    assert psnr(est * 0.01, ref * 0.01) == pytest.approx(20.0)
+    assert psnr(est * 0.01, ref * 0.01, peak=1.0) == pytest.approx(60.0)
+
+
+def test_precision_choices():
+    assert autocast_dtype("fp32", "cpu") is None
+    with pytest.raises(FommError, match="fp16 needs a CUDA"):
+        autocast_dtype("fp16", "cpu")
+    with pytest.raises(FommError, match="unknown precision"):
+        autocast_dtype("int4", "cpu")
+    if cpu_supports_bf16():
+        assert autocast_dtype("bf16", "cpu") is torch.bfloat16
+    else:
+        with pytest.raises(FommError, match="no native bf16"):
+            autocast_dtype("bf16", "cpu")
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16 kernels")
+def test_bf16_channels_last_quality(golden_dir):
+    """bf16 decoder + channels-last stays >= 40 dB (range-relative) from fp32 on the golden weights and inputs."""
+    ref = np.load(golden_dir / "fomm_small_main_ref.npz")
+    source, driving = torch.from_numpy(ref["source"]), torch.from_numpy(ref["driving"])
+    model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
+    fp32 = Animator(model, batch_size=4)
+    fp32.set_source(source)
+    expected = fp32.animate_batch(driving)
+    fast = Animator(model, batch_size=4, precision="bf16", channels_last=True)
+    fast.set_source(source)
+    got = fast.animate_batch(driving)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert not torch.equal(got, expected)  # bf16 really ran
+    assert psnr(got, expected) >= 40.0
+    # channels-last alone changes nothing beyond float rounding.
+    cl = Animator(model, batch_size=4, channels_last=True)
+    cl.set_source(source)
+    torch.testing.assert_close(cl.animate_batch(driving), expected, rtol=0, atol=1e-5)
+
+
+def test_decode_fp32_islands_keeps_deformation_exact(golden_dir):
+    """Under autocast, ``fp32_islands=True`` leaves the dense-motion outputs (deformation, masks) in fp32."""
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16 kernels")
+    model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
+    src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        kp = model.kp_detector(src)
+        enc = model.generator.encode_source(src)
+        full = model.generator.decode(enc, kp, kp)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            island = model.generator.decode(enc, kp, kp, fp32_islands=True)
+            loose = model.generator.decode(enc, kp, kp)
+    assert island["deformation"].dtype == torch.float32 and island["prediction"].dtype == torch.float32
+    torch.testing.assert_close(island["deformation"], full["deformation"], rtol=0, atol=1e-6)
+    assert loose["mask"].dtype == torch.bfloat16  # without the island the masks come out of bf16 convs
+
+
+def test_low_precision_view_is_autocast_without_recasting(golden_dir):
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16 kernels")
+    from fomm.realtime.precision import low_precision_view
+
+    model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
+    gen = model.generator
+    view = low_precision_view(gen, torch.bfloat16)
+    assert view.bottleneck is not gen.bottleneck and view.dense_motion_network is gen.dense_motion_network
+    assert gen.bottleneck.r0.conv1.weight.dtype == torch.float32  # the original is untouched
+    assert view.bottleneck.r0.conv1.weight.dtype == torch.bfloat16
+    assert view.bottleneck.r0.norm1.weight.dtype == torch.float32
+    src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        kp = model.kp_detector(src)
+        enc = gen.encode_source(src)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = gen.decode(enc, kp, kp, fp32_islands=True)["prediction"]
+            got = view.decode(enc, kp, kp, fp32_islands=True)["prediction"]
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+# Not a module-level importorskip: that would also skip the precision tests above when onnxruntime is missing.
+needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx")
+                                is None, reason="the ONNX CLI tests need the 'onnx' extra: pip install 'fomm[onnx]'")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fomm.cli import animate, export_onnx
+
+    parser = argparse.ArgumentParser(prog="fomm")
+    sub = parser.add_subparsers()
+    export_onnx.register(sub)
+    animate.register(sub)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    """``fomm ...`` with export-onnx registered (main.py's SUBCOMMANDS gets it when the lead integrates the branch);
+    main() turns FommError into exit code 2, so route our parser through it."""
+    import fomm.cli.main as cli_main
+
+    orig = cli_main.build_parser
+    cli_main.build_parser = _parser
+    try:
+        return cli_main.main(argv)
+    finally:
+        cli_main.build_parser = orig
+
+
+@pytest.fixture(scope="module")
+def small(golden_dir):
+    return ["--config", str(golden_dir / "fomm_small_main.yaml"),
+            "--checkpoint", str(golden_dir / "fomm_small_main_cpk.pth.tar")]
+
+
+@needs_onnx
+def test_cli_export_then_animate_onnx_matches_torch(small, tmp_path, capsys):
+    from fomm.assets import example_path
+
+    onnx_dir = tmp_path / "export"
+    assert _run(["export-onnx", *small, "-o", str(onnx_dir)]) == 0
+    assert "opset 17" in capsys.readouterr().out
+    driving = tmp_path / "drv"
+    driving.mkdir()
+    from fomm.io.image import write_image
+
+    for i, frame in zip(range(5), iter_frames(example_path("driving.mp4"))):
+        write_image(driving / f"{i:03d}.png", frame)
+    common = ["--source", str(example_path("source.png")), "--driving", str(driving), "-q"]
+    assert _run(["animate", "--backend", "onnx", "--onnx-dir", str(onnx_dir), *common,
+                 "-o", str(tmp_path / "onnx") + "/"]) == 0
+    assert _run(["animate", *small, *common, "-o", str(tmp_path / "torch") + "/"]) == 0
+    onnx_frames = sorted((tmp_path / "onnx").glob("*.png"))
+    torch_frames = sorted((tmp_path / "torch").glob("*.png"))
+    assert len(onnx_frames) == len(torch_frames) == 5
+    from fomm.io.image import read_image
+
+    for a, b in zip(onnx_frames, torch_frames):
+        diff = np.abs(read_image(a).astype(int) - read_image(b).astype(int))
+        assert diff.max() <= 1  # uint8 rounding of outputs equal within 1e-4
+
+
+@needs_onnx
+def test_cli_animate_onnx_exports_on_the_fly(small, tmp_path):
+    from fomm.assets import example_path
+
+    out = tmp_path / "out.mp4"
+    drv = tmp_path / "d"
+    drv.mkdir()
+    from fomm.io.image import write_image
+
+    for i, frame in zip(range(3), iter_frames(example_path("driving.mp4"))):
+        write_image(drv / f"{i:03d}.png", frame)
+    assert _run(["animate", "--backend", "onnx", *small, "--source", str(example_path("source.png")),
+                 "--driving", str(drv), "-o", str(out), "-q"]) == 0
+    assert len(list(iter_frames(out))) == 3
+
+
+@needs_onnx
+def test_cli_onnx_errors(small, tmp_path, capsys):
+    base = ["animate", "--example", "-o", str(tmp_path / "o.mp4")]
+    assert _run([*base, "--backend", "onnx", "--onnx-dir", str(tmp_path / "missing")]) == 2
+    assert "not an ONNX export" in capsys.readouterr().err
+    assert _run([*base, "--onnx-dir", str(tmp_path)]) == 2
+    assert "--onnx-dir needs --backend onnx" in capsys.readouterr().err
+    assert _run([*base, "--backend", "onnx", "--precision", "bf16", *small]) == 2
+    assert "ONNX graphs run in fp32" in capsys.readouterr().err
+    assert _run(["export-onnx", *small, "--opset", "21", "-o", str(tmp_path / "x")]) == 2
+    assert "opset 21 is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
