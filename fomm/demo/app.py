@@ -13,7 +13,6 @@ is shown as a one-line message while the server keeps serving.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
