@@ -110,17 +110,21 @@ class Animator:
         self._kp_initial = self.keypoints(t)
 
     # ---------------------------------------------------------------------------------------------------- running
+    def driving_keypoints(self, frames: torch.Tensor) -> KP:
+        """Keypoints of ``[B, 3, h, w]`` driving frames, normalised against the source and the initial driving
+        frame (the first frame seen, unless :meth:`set_initial_driving` chose one)."""
+        kp_driving = self.keypoints(frames)
+        if self._kp_initial is None:
+            self._kp_initial = {k: v[:1] for k, v in kp_driving.items()}
+        return normalize_kp(self._kp_source, kp_driving, self._kp_initial, use_relative_movement=self.relative,
+                            use_relative_jacobian=self.relative, adapt_movement_scale=self.adapt_movement_scale)
+
     @torch.inference_mode()
     def animate_batch(self, frames: torch.Tensor) -> torch.Tensor:
         """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> ``[B, 3, h, w]`` predictions in ``[0, 1]``."""
         if self._encoding is None or self._kp_source is None:
             raise RuntimeError("call set_source() first")
-        kp_driving = self.keypoints(frames)
-        if self._kp_initial is None:
-            self._kp_initial = {k: v[:1] for k, v in kp_driving.items()}
-        kp_norm = normalize_kp(self._kp_source, kp_driving, self._kp_initial, use_relative_movement=self.relative,
-                               use_relative_jacobian=self.relative,
-                               adapt_movement_scale=self.adapt_movement_scale)
+        kp_norm = self.driving_keypoints(frames)
         if self._amp_dtype is None:
             return self.model.generator.decode(self._encoding, kp_source=self._kp_source,
                                                kp_driving=kp_norm)["prediction"]
@@ -131,14 +135,20 @@ class Animator:
 
     def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Stream uint8 ``[H, W, 3]`` driving frames -> uint8 ``[h, w, 3]`` animated frames at the model's size."""
-        batch: list[torch.Tensor] = []
-        for frame in driving:
-            batch.append(self.to_model_input(frame))
-            if len(batch) == self.batch_size:
-                yield from tensor_to_uint8(self.animate_batch(torch.cat(batch)))
-                batch = []
-        if batch:
-            yield from tensor_to_uint8(self.animate_batch(torch.cat(batch)))
+        return stream_batches(self, driving)
+
+
+def stream_batches(animator: Any, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Feed uint8 ``[H, W, 3]`` frames to ``animator.animate_batch`` in batches of ``animator.batch_size`` and yield
+    uint8 ``[h, w, 3]`` results; shared by every animator (FOMM, ONNX, baselines)."""
+    batch: list[torch.Tensor] = []
+    for frame in driving:
+        batch.append(animator.to_model_input(frame))
+        if len(batch) == animator.batch_size:
+            yield from tensor_to_uint8(animator.animate_batch(torch.cat(batch)))
+            batch = []
+    if batch:
+        yield from tensor_to_uint8(animator.animate_batch(torch.cat(batch)))
 
 
 def _parse_size(size: int | tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:

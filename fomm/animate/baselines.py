@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..api import LoadedModel
-from ..io.image import image_to_tensor, tensor_to_uint8
+from ..io.image import image_to_tensor
+from .animator import stream_batches
 
 KP = dict[str, torch.Tensor]
 
@@ -43,14 +44,7 @@ class _StreamingBase:
 
     def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Stream uint8 ``[H, W, 3]`` driving frames -> uint8 ``[h, w, 3]`` animated frames at the model's size."""
-        batch: list[torch.Tensor] = []
-        for frame in driving:
-            batch.append(self.to_model_input(frame))
-            if len(batch) == self.batch_size:
-                yield from tensor_to_uint8(self.animate_batch(torch.cat(batch)))
-                batch = []
-        if batch:
-            yield from tensor_to_uint8(self.animate_batch(torch.cat(batch)))
+        return stream_batches(self, driving)
 
 
 class MonkeyNetAnimator(_StreamingBase):

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ..animate.animator import Animator
-from ..animate.normalize import normalize_kp
 from ..errors import ConfigError, FommError, InputError
 from .export import FORMAT, GRAPH_FILES, SIDECAR
 
@@ -176,12 +175,7 @@ class OnnxAnimator(Animator):
         """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> ``[B, 3, h, w]`` predictions in ``[0, 1]`` (torch, CPU)."""
         if self._onnx_encoding is None or self._kp_source is None:
             raise RuntimeError("call set_source() first")
-        kp_driving = self.keypoints(frames)
-        if self._kp_initial is None:
-            self._kp_initial = {k: v[:1] for k, v in kp_driving.items()}
-        kp_norm = normalize_kp(self._kp_source, kp_driving, self._kp_initial, use_relative_movement=self.relative,
-                               use_relative_jacobian=self.relative,
-                               adapt_movement_scale=self.adapt_movement_scale)
+        kp_norm = self.driving_keypoints(frames)
         out = self.model.decode(self._onnx_encoding, {k: _np(v) for k, v in kp_norm.items()})
         return torch.from_numpy(out["prediction"])
 
