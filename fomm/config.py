@@ -182,10 +182,7 @@ class FommConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(path, "config")
         return cls.from_dict(data, name=path.stem, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +209,22 @@ class FommConfig:
         }
         data.update(self.extra)
         return data
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file; every way it can fail (unreadable, not text, not YAML) is one :class:`ConfigError`
+    line naming ``what`` the file was meant to be."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not valid YAML (not a text file); pass the {what} YAML file") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]}); fix the {what} file") from None
 
 
 def bundled_configs() -> list[str]:

@@ -58,15 +58,10 @@ def checkpoint_choice(config: str, checkpoint: str | os.PathLike | None, *, name
 def choices_from_file(path: str | os.PathLike, device: str = "cpu") -> list[ModelChoice]:
     """Entries of a models YAML file: a list of mappings with ``config`` (required), ``checkpoint``, ``name`` and
     ``model`` (``fomm`` by default). Relative checkpoint/config paths are taken relative to the file."""
-    import yaml
+    from ..config import read_yaml
 
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as err:
-        raise ConfigError(f"{p}: cannot read the models file ({err.strerror or err})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = read_yaml(p, "models")
     if isinstance(data, Mapping) and "models" in data:
         data = data["models"]
     if not isinstance(data, list) or not data:

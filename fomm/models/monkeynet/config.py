@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
 
+from fomm.config import read_yaml
 from fomm.errors import ConfigError
 
 # 'matrix' (full 2x2 covariance) or a fixed float variance. The original's 'single' (one scalar per keypoint) is
@@ -250,14 +250,7 @@ class MonkeyNetConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "MonkeyNetConfig":
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise ConfigError(f"cannot read Monkey-Net config {path}: {err.strerror or err}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]}); fix the file") from None
+        data = read_yaml(path, "Monkey-Net config")
         try:
             return cls.from_dict(data)
         except ConfigError as err:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from fomm.config import read_yaml
 from fomm.errors import ConfigError
 from fomm.models.x2face.model import X2FaceConfig
 
@@ -89,12 +89,7 @@ class X2FaceRunConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "X2FaceRunConfig":
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read X2Face config {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(path, "X2Face config")
         return cls.from_dict(data, name=path.stem)
 
     @classmethod
