@@ -161,7 +161,7 @@ def torch_animator(model, source: torch.Tensor, first: torch.Tensor, batch: int,
     anim.set_source(source)
     anim.set_initial_driving(first)
     # The generator instance decode() runs on (reduced precision uses a view with low-dtype conv weights).
-    gen = anim._lowp_generator if anim._lowp_generator is not None else anim.model.generator
+    gen = anim._lowp_generator if anim._lowp_generator is not None else anim._generator
     captured: dict[str, torch.Tensor] = {}
 
     def run(frames: torch.Tensor) -> dict:

@@ -81,25 +81,100 @@ def test_decode_fp32_islands_keeps_deformation_exact(golden_dir):
 
 
 def test_low_precision_view_is_autocast_without_recasting(golden_dir):
+    """The view computes what autocast computes on the original (bottleneck/up blocks, and the dense-motion
+    hourglass trunk inside the fp32 island), without re-casting weights per call; the original is untouched."""
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16 kernels")
-    from fomm.realtime.precision import low_precision_view
+    from fomm.realtime.precision import LowPrecision, low_precision_kp_detector, low_precision_view
 
     model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
     gen = model.generator
     view = low_precision_view(gen, torch.bfloat16)
-    assert view.bottleneck is not gen.bottleneck and view.dense_motion_network is gen.dense_motion_network
+    dense, vdense = gen.dense_motion_network, view.dense_motion_network
+    assert view.bottleneck is not gen.bottleneck and vdense is not dense
+    assert vdense.mask is dense.mask and vdense.occlusion is dense.occlusion  # heads shared, fp32
+    assert isinstance(vdense.hourglass, LowPrecision) and not isinstance(dense.hourglass, LowPrecision)
     assert gen.bottleneck.r0.conv1.weight.dtype == torch.float32  # the original is untouched
+    assert dense.hourglass.encoder.down_blocks[0].conv.weight.dtype == torch.float32
     assert view.bottleneck.r0.conv1.weight.dtype == torch.bfloat16
     assert view.bottleneck.r0.norm1.weight.dtype == torch.float32
     src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    drv = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    hourglass_forward = dense.hourglass.forward
+
+    def autocast_hourglass(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return hourglass_forward(x).float()
     with torch.no_grad():
-        kp = model.kp_detector(src)
+        kp, kp_d = model.kp_detector(src), model.kp_detector(drv)
         enc = gen.encode_source(src)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            expected = gen.decode(enc, kp, kp, fp32_islands=True)["prediction"]
-            got = view.decode(enc, kp, kp, fp32_islands=True)["prediction"]
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+            got = view.decode(enc, kp, kp_d, fp32_islands=True)
+            dense.hourglass.forward = autocast_hourglass
+            try:
+                expected = gen.decode(enc, kp, kp_d, fp32_islands=True)
+            finally:
+                del dense.hourglass.forward
+    torch.testing.assert_close(got["prediction"], expected["prediction"], rtol=0, atol=0)
+    assert got["deformation"].dtype == torch.float32 and got["mask"].dtype == torch.float32
+    with torch.no_grad():
+        full = gen.decode(enc, kp, kp_d)
+    assert 0 < (got["deformation"] - full["deformation"]).abs().max() < 1e-2  # bf16 trunk: close, not equal
+
+    lp_kp = low_precision_kp_detector(model.kp_detector, torch.bfloat16)
+    assert lp_kp.kp is model.kp_detector.kp and isinstance(lp_kp.predictor, LowPrecision)
+    with torch.no_grad():
+        kp_lp = lp_kp(src)
+    assert kp_lp["value"].dtype == torch.float32
+    torch.testing.assert_close(kp_lp["value"], kp["value"], rtol=0, atol=2e-2)
+
+
+def test_polyphase_up_block_equals_upsample_conv(monkeypatch):
+    """PolyphaseUpBlock2d (2x2 phase kernels, BN folded) reproduces nearest-upsample + 3x3 conv + BN + ReLU, in
+    both memory formats, on odd sizes too, and exports to ONNX with the same values."""
+    from fomm.models.fomm.blocks import UpBlock2d
+    from fomm.realtime.fuse import PolyphaseUpBlock2d
+
+    g = torch.Generator().manual_seed(0)
+    up = UpBlock2d(6, 5).eval()
+    with torch.no_grad():
+        for t in (up.norm.running_mean, up.norm.bias):
+            t.copy_(torch.rand(t.shape, generator=g) - 0.5)
+        for t in (up.norm.running_var, up.norm.weight):
+            t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+    fast = PolyphaseUpBlock2d.from_up_block(up)
+    assert fast.conv.weight.numel() * 9 == up.conv.weight.numel() * 16  # 16 taps per input pixel instead of 36
+    for shape in ((2, 6, 8, 8), (1, 6, 5, 7)):
+        x = torch.randn(*shape, generator=g)
+        with torch.no_grad():
+            expected = up(x)
+            torch.testing.assert_close(fast(x), expected, rtol=0, atol=1e-5)
+            cl = fast.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+            assert cl.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(cl, expected, rtol=0, atol=1e-5)
+            fast.to(memory_format=torch.contiguous_format)
+            with monkeypatch.context() as m:  # the graph form used while exporting to ONNX
+                m.setattr(torch.jit, "is_tracing", lambda: True)
+                torch.testing.assert_close(fast(x), expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="eval mode"):
+        PolyphaseUpBlock2d.from_up_block(UpBlock2d(4, 4).train())
+
+
+def test_fast_generator_view_matches_generator(golden_dir):
+    from fomm.realtime.fuse import PolyphaseUpBlock2d, fast_generator_view
+
+    model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
+    gen = model.generator
+    view = fast_generator_view(gen)
+    assert all(isinstance(b, PolyphaseUpBlock2d) for b in view.up_blocks)
+    assert view.bottleneck is gen.bottleneck and gen.up_blocks is not view.up_blocks
+    src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    drv = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        kp_s, kp_d = model.kp_detector(src), model.kp_detector(drv)
+        enc = gen.encode_source(src)
+        torch.testing.assert_close(view.decode(enc, kp_s, kp_d)["prediction"],
+                                   gen.decode(enc, kp_s, kp_d)["prediction"], rtol=0, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI

@@ -1,11 +1,15 @@
 """Reduced-precision inference choices and the quality measure used to accept them.
 
-Only the generator's bottleneck and up blocks (about 90% of the generator's per-frame FLOPs at vox-256) run in bf16/fp16 under
-autocast; keypoints, the dense-motion network (softmax masks, the deformation field, grid sampling) and the final
-7x7 conv stay fp32, so the warp is not quantised and the output is rounded once. On real inputs at vox-256 (random
-weights with a calibrated output range) this measured 42 dB PSNR against fp32, against 39 dB with the final conv in
-bf16 too and 47 dB with the last up block also fp32 (which costs ~10 GFLOP/frame in fp32). ``benchmarks/realtime.py``
-reports it.
+What runs in bf16/fp16 (under autocast, weights stored in that dtype): the generator's bottleneck and up blocks
+(about 90% of the generator's per-frame FLOPs at vox-256), and the two hourglass trunks, the dense-motion network's
+and the keypoint detector's. What stays fp32: the heads that turn those trunks into numbers the warp depends on
+(keypoint heatmaps and their softargmax, jacobians, the softmax masks and the occlusion map), the deformation
+field and every grid sample, and the final 7x7 conv, so the warp is not quantised and the output is rounded once.
+
+Measured on real inputs at vox-256 (random weights with a calibrated output range; ``benchmarks/realtime.py``):
+42.1 dB PSNR against fp32 for the bottleneck + up blocks in bf16; the hourglass trunks in bf16 too leave it at
+42.2 dB while taking ~13% off the frame time (they are ~10 GFLOP of fp32 work per frame otherwise). The final conv in
+bf16 drops it to 39 dB (below the 40 dB bar), so it stays fp32.
 """
 
 from __future__ import annotations
@@ -50,9 +54,46 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     return torch.bfloat16
 
 
+class LowPrecision(nn.Module):
+    """Runs ``module`` under autocast to ``dtype`` (its conv weights stored in ``dtype``) and returns fp32, even
+    when called inside a region where autocast is disabled (the fp32 islands of
+    :meth:`~fomm.models.fomm.generator.OcclusionAwareGenerator.decode`). Takes a copy; ``module`` is unchanged.
+    ``[B, C, H, W]`` in, the wrapped module's output (a tensor) in fp32 out."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module = copy.deepcopy(module)
+        self.dtype = dtype
+        for m in self.module.modules():
+            if isinstance(m, nn.Conv2d):
+                m.to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            out = self.module(x)
+        return out.float()
+
+
+def _with_module(parent: nn.Module, name: str, child: nn.Module) -> nn.Module:
+    """A shallow copy of ``parent`` whose submodule ``name`` is ``child`` (``parent`` is left unchanged)."""
+    view = copy.copy(parent)
+    view._modules = dict(parent._modules)
+    setattr(view, name, child)
+    return view
+
+
+def low_precision_kp_detector(kp_detector: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A keypoint detector whose hourglass trunk (``predictor``) runs in ``dtype``; the heatmap and jacobian heads
+    and the softargmax stay fp32. Shares every other module with ``kp_detector``."""
+    if getattr(kp_detector, "predictor", None) is None:
+        return kp_detector
+    return _with_module(kp_detector, "predictor", LowPrecision(kp_detector.predictor, dtype))
+
+
 def low_precision_view(generator: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A generator that shares every module with ``generator`` except the bottleneck and up blocks, whose conv
-    weights and biases are stored in ``dtype``.
+    weights and biases are stored in ``dtype``, and the dense-motion network's hourglass trunk, which runs in
+    ``dtype`` (:class:`LowPrecision`) inside the otherwise fp32 dense-motion network.
 
     Under autocast this computes exactly what the fp32 generator computes (autocast would cast those same tensors on
     every call); storing them once saves a weight copy per conv per batch, which matters at batch 1. BatchNorm
@@ -66,6 +107,9 @@ def low_precision_view(generator: nn.Module, dtype: torch.dtype) -> nn.Module:
             if isinstance(module, nn.Conv2d):
                 module.to(dtype)
         setattr(view, name, part)
+    dense = getattr(generator, "dense_motion_network", None)
+    if dense is not None and getattr(dense, "hourglass", None) is not None:
+        view.dense_motion_network = _with_module(dense, "hourglass", LowPrecision(dense.hourglass, dtype))
     return view
 
 
@@ -88,4 +132,5 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor, peak: float | None = N
     return 10.0 * math.log10(peak * peak / mse)
 
 
-__all__ = ["PRECISIONS", "autocast_dtype", "cpu_supports_bf16", "low_precision_view", "psnr"]
+__all__ = ["PRECISIONS", "LowPrecision", "autocast_dtype", "cpu_supports_bf16", "low_precision_kp_detector",
+           "low_precision_view", "psnr"]
