@@ -119,6 +119,28 @@ def test_resume_continues_exactly(tmp_path, data):
     assert strip == [{k: v for k, v in json.loads(line).items() if k != "time"} for line in log_part]
 
 
+def test_resume_takes_epochs_and_milestones_from_the_config(tmp_path, data):
+    """Lengthening a run on resume: num_epochs and epoch_milestones of the (edited) config win over the
+    checkpoint's schedule, and the learning rate follows the new schedule from the resume epoch on."""
+    cfg = tiny_config(tmp_path)  # milestones [1]: lr drops after epoch 0
+    train(_opts(cfg, data, tmp_path / "run", epochs=1))
+    longer = yaml.safe_load(cfg.read_text())
+    longer["train_params"].update(num_epochs=4, epoch_milestones=[3])
+    cfg2 = tmp_path / "longer.yaml"
+    cfg2.write_text(yaml.safe_dump(longer))
+    messages: list[str] = []
+    res = train(_opts(cfg2, data, tmp_path / "run", resume=True, log=messages.append))
+    assert res.epochs_completed == 4
+    assert any("epoch_milestones [3]" in m for m in messages)
+    lr = {}
+    for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        lr[row["epoch"]] = row["lr_generator"]
+    base = lr[0]
+    assert lr[1] == pytest.approx(base) and lr[2] == pytest.approx(base)  # the old drop at 1 is gone
+    assert lr[3] == pytest.approx(base * 0.1)
+
+
 def test_refuses_to_overwrite_a_run_and_resume_needs_checkpoints(tmp_path, data):
     cfg = tiny_config(tmp_path)
     with pytest.raises(InputError, match="no checkpoints"):

@@ -286,6 +286,24 @@ def train(opts: TrainOptions) -> TrainResult:
             dist.destroy_process_group()
 
 
+def _apply_config_milestones(sched: torch.optim.lr_scheduler.MultiStepLR, milestones: list[int],
+                             say: Callable[[str], None]) -> None:
+    """Make the config's ``epoch_milestones`` win over the ones saved in a resumed scheduler, so a run can be
+    lengthened or shortened on resume (``num_epochs`` already comes from the config). The learning rate is set to
+    what the new schedule gives at the resume epoch."""
+    from collections import Counter
+
+    if sched.milestones == Counter(milestones):
+        return
+    say(f"epoch_milestones {sorted(milestones)} from the config replace the checkpoint's "
+        f"{sorted(sched.milestones.elements())}")
+    sched.milestones = Counter(milestones)
+    drops = sum(1 for m in milestones if m <= sched.last_epoch)
+    for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+        group["lr"] = base * sched.gamma ** drops
+    sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
+
+
 def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -374,6 +392,7 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
             key = f"scheduler_{name}"
             if key in container:
                 sched.load_state_dict(container[key])
+                _apply_config_milestones(sched, milestones, say)
             else:  # an authors' checkpoint: rebuild the schedule from the epoch
                 for _ in range(int(container.get("epoch", -1)) + 1):
                     sched.step()
