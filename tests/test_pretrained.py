@@ -69,5 +69,5 @@ def test_actions_model_beats_copying_on_held_out_performers(data_dir):
     clips = [p for p in load_split()["test"]]
     ours, copy = zip(*(_l1_vs_copy(model, np.asarray(Image.open(data_dir / "actions" / p).convert("RGB")))
                        for p in clips))
-    # measured with `fomm eval` on the whole leak-free test split: 0.0192 vs 0.0199 (see README)
-    assert np.mean(ours) < np.mean(copy)
+    # measured with `fomm eval` on the whole leak-free test split: 0.0160 vs 0.0199 (see README)
+    assert np.mean(ours) < 0.9 * np.mean(copy)
