@@ -268,14 +268,16 @@ def bundled_model_configs(model: str) -> list[str]:
 
 
 def resolve_model_config(model: str, config: str | Path) -> Path:
-    """Path of a baseline config given as a YAML path or a bundled name (``"actions-64"``).
+    """Path of a baseline config given as a YAML path or a bundled name (``"actions-64"``, or with its folder as
+    the README writes it, ``"monkeynet/actions-64"``).
 
     Raises :class:`ConfigError` naming the bundled choices when it is neither."""
     path = Path(config)
     if path.is_file():
         return path
     names = bundled_model_configs(model)
-    name = path.name[:-5] if path.name.endswith(".yaml") else str(config)
+    name = str(config).removeprefix(f"{model}/")
+    name = name[:-5] if name.endswith(".yaml") else name
     if name in names:
         return Path(str(resources.files("fomm.configs").joinpath(model, f"{name}.yaml")))
     raise ConfigError(f"unknown {model} config '{config}': not a file and not a bundled {model} config "

@@ -80,6 +80,9 @@ def test_bundled_configs_size_and_resolution():
     assert 3e6 < sum(p.numel() for p in x2.generator.parameters()) < 7.5e6
     with pytest.raises(ConfigError, match="bundled monkeynet config"):
         resolve_model_config("monkeynet", "no-such-config")
+    # the folder-qualified form the README and the shipped-model registry use
+    for model in ("monkeynet", "x2face"):
+        assert resolve_model_config(model, f"{model}/actions-64") == resolve_model_config(model, "actions-64")
     # the FOMM config list stays FOMM-only (the baselines' files sit in their own folders)
     assert "monkeynet" not in fomm.config.bundled_configs()
 
