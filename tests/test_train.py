@@ -214,8 +214,14 @@ def test_bad_datasets_give_clear_errors(tmp_path):
     # a config whose frames do not fit the model's down-sampling
     odd = tiny_config(tmp_path, size=30)
     make_strips(tmp_path / "d30", size=30)
-    with pytest.raises(ConfigError, match="divisible"):
+    with pytest.raises(ConfigError, match="dense-motion hourglass: it sees 15x15, which is not divisible by 4"):
         train(_opts(odd, tmp_path / "d30", tmp_path / "r4"))
+    two_down = yaml.safe_load(odd.read_text())
+    two_down["model_params"]["generator_params"]["num_down_blocks"] = 2
+    two_down["model_params"]["generator_params"]["dense_motion_params"]["scale_factor"] = 1
+    (tmp_path / "two_down.yaml").write_text(yaml.safe_dump(two_down))
+    with pytest.raises(ConfigError, match="generator: it sees 30x30, which is not divisible by 4"):
+        train(_opts(tmp_path / "two_down.yaml", tmp_path / "d30", tmp_path / "r4b"))
     # an epoch smaller than one batch
     good = make_strips(tmp_path / "good")
     with pytest.raises(ConfigError, match="fewer than one batch"):
