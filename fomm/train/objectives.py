@@ -196,10 +196,16 @@ class DiscriminatorStep(nn.Module):
 
 
 def build_fomm_objective(config: Any, device: torch.device) -> FommObjective:
-    from fomm.models.fomm import build_discriminator, build_generator, build_kp_detector
+    from fomm.errors import InputError
+    from fomm.models.fomm import build_discriminator, build_generator, build_kp_detector, check_frame_size
 
     kp = build_kp_detector(config)
     gen = build_generator(config)
+    if config.image_size is not None:  # fail before the first batch, as the Monkey-Net objective does
+        try:
+            check_frame_size(kp, gen, *config.image_size)
+        except InputError as exc:
+            raise ConfigError(f"dataset_params.frame_shape: {exc}") from None
     disc = build_discriminator(config)
     return FommObjective(kp, gen, disc, config.train_params).to(device)
 

@@ -263,38 +263,6 @@ def _dataset(cfg: Any, seed: int) -> Any:
     return DatasetRepeater(dataset, int(cfg.train_params.get("num_repeats", 1)))
 
 
-def _param(obj: Any, name: str, default: Any = None) -> Any:
-    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
-
-
-def _check_fits(cfg: Any, dataset: Any) -> None:
-    """Frames are resized to the config's frame_shape; a model whose input size does not divide cleanly through
-    its down-sampling blocks (the generator's, and the two hourglasses' at their scale_factor) fails here instead
-    of mid-epoch."""
-    h, w, _ = dataset.dataset.frame_shape
-    mp = getattr(cfg, "model_params", None)
-    gen = _param(mp, "generator_params")
-    checks = []  # (what, height, width, factor, what to change)
-    if gen is not None:
-        checks.append(("the generator", h, w, 2 ** int(_param(gen, "num_down_blocks", 0) or 0),
-                       "generator_params.num_down_blocks"))
-        dense = _param(gen, "dense_motion_params")
-        if dense:
-            sf = float(_param(dense, "scale_factor", 1) or 1)
-            checks.append(("the dense-motion hourglass", int(h * sf), int(w * sf),
-                           2 ** int(_param(dense, "num_blocks", 0) or 0),
-                           "dense_motion_params.num_blocks or scale_factor"))
-    kp = _param(mp, "kp_detector_params")
-    if kp is not None and _param(kp, "num_blocks") is not None:
-        sf = float(_param(kp, "scale_factor", 1) or 1)
-        checks.append(("the keypoint-detector hourglass", int(h * sf), int(w * sf),
-                       2 ** int(_param(kp, "num_blocks", 0) or 0), "kp_detector_params.num_blocks or scale_factor"))
-    for what, hh, ww, f, knob in checks:
-        if hh % f or ww % f:
-            raise ConfigError(f"frame_shape {h}x{w} does not fit {what}: it sees {hh}x{ww}, which is not "
-                              f"divisible by {f}; change dataset_params.frame_shape or {knob}")
-
-
 def train(opts: TrainOptions) -> TrainResult:
     """Train (or resume) a model; see the module docstring. Returns where things were written."""
     ctx = init_distributed(opts.device)
@@ -358,7 +326,6 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
 
     # -- data -----------------------------------------------------------------------------------------------
     dataset = _dataset(cfg, opts.seed)
-    _check_fits(cfg, dataset)
     global_bs = int(tp["batch_size"])
     if global_bs % ctx.world_size:
         raise ConfigError(f"batch_size {global_bs} does not split evenly over {ctx.world_size} processes; "
