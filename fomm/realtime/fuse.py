@@ -83,20 +83,29 @@ class PolyphaseUpBlock2d(nn.Module):
         return torch.relu_(out)
 
 
+def shallow_view(parent: nn.Module, **replacements: nn.Module) -> nn.Module:
+    """A shallow copy of ``parent`` that shares all its submodules and parameters except the named
+    ``replacements``; ``parent`` itself is left unchanged. (``copy.copy`` alone would share the ``_modules`` dict,
+    so assigning a submodule on the copy would also change the original.)"""
+    view = copy.copy(parent)
+    view._modules = dict(parent._modules)
+    for name, child in replacements.items():
+        setattr(view, name, child)
+    return view
+
+
 def fast_generator_view(generator: nn.Module) -> nn.Module:
     """A generator for inference that shares every module with ``generator`` except its up blocks, which become
     :class:`PolyphaseUpBlock2d` (exact up to float rounding). ``generator`` itself is left unchanged; later changes
     to its up-block weights are not seen by the view (build a new one)."""
-    view = copy.copy(generator)
-    view._modules = dict(generator._modules)  # copy.copy shares the dict; the swap below must not touch the original
     ups = getattr(generator, "up_blocks", None)
-    if ups is not None and len(ups) and all(isinstance(b, UpBlock2d) for b in ups) and not generator.training:
-        fast = nn.ModuleList([PolyphaseUpBlock2d.from_up_block(b) for b in ups])
-        if any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-               for p in generator.parameters() if p.dim() == 4):
-            fast = fast.to(memory_format=torch.channels_last)
-        view.up_blocks = fast
-    return view
+    if ups is None or not len(ups) or not all(isinstance(b, UpBlock2d) for b in ups) or generator.training:
+        return shallow_view(generator)
+    fast = nn.ModuleList([PolyphaseUpBlock2d.from_up_block(b) for b in ups])
+    if any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+           for p in generator.parameters() if p.dim() == 4):
+        fast = fast.to(memory_format=torch.channels_last)
+    return shallow_view(generator, up_blocks=fast)
 
 
-__all__ = ["PolyphaseUpBlock2d", "fast_generator_view"]
+__all__ = ["PolyphaseUpBlock2d", "fast_generator_view", "shallow_view"]

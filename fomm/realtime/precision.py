@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import FommError
+from .fuse import shallow_view
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -74,20 +75,12 @@ class LowPrecision(nn.Module):
         return out.float()
 
 
-def _with_module(parent: nn.Module, name: str, child: nn.Module) -> nn.Module:
-    """A shallow copy of ``parent`` whose submodule ``name`` is ``child`` (``parent`` is left unchanged)."""
-    view = copy.copy(parent)
-    view._modules = dict(parent._modules)
-    setattr(view, name, child)
-    return view
-
-
 def low_precision_kp_detector(kp_detector: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A keypoint detector whose hourglass trunk (``predictor``) runs in ``dtype``; the heatmap and jacobian heads
     and the softargmax stay fp32. Shares every other module with ``kp_detector``."""
     if getattr(kp_detector, "predictor", None) is None:
         return kp_detector
-    return _with_module(kp_detector, "predictor", LowPrecision(kp_detector.predictor, dtype))
+    return shallow_view(kp_detector, predictor=LowPrecision(kp_detector.predictor, dtype))
 
 
 def low_precision_view(generator: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -99,18 +92,17 @@ def low_precision_view(generator: nn.Module, dtype: torch.dtype) -> nn.Module:
     every call); storing them once saves a weight copy per conv per batch, which matters at batch 1. BatchNorm
     parameters stay fp32 (autocast runs batch norm in fp32). ``generator`` itself is left unchanged.
     """
-    view = copy.copy(generator)
-    view._modules = dict(generator._modules)  # copy.copy shares the dict; the swaps below must not touch the original
+    parts: dict[str, nn.Module] = {}
     for name in ("bottleneck", "up_blocks"):
         part = copy.deepcopy(getattr(generator, name))
         for module in part.modules():
             if isinstance(module, nn.Conv2d):
                 module.to(dtype)
-        setattr(view, name, part)
+        parts[name] = part
     dense = getattr(generator, "dense_motion_network", None)
     if dense is not None and getattr(dense, "hourglass", None) is not None:
-        view.dense_motion_network = _with_module(dense, "hourglass", LowPrecision(dense.hourglass, dtype))
-    return view
+        parts["dense_motion_network"] = shallow_view(dense, hourglass=LowPrecision(dense.hourglass, dtype))
+    return shallow_view(generator, **parts)
 
 
 def psnr(estimate: torch.Tensor, reference: torch.Tensor, peak: float | None = None) -> float:
