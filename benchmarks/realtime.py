@@ -103,7 +103,8 @@ def calibrate_final_conv(model, source: torch.Tensor, driving: torch.Tensor) -> 
 
 
 class Variant:
-    """One way of running the model: ``run(frames [b, 3, H, W]) -> {"prediction", "deformed"}`` per batch."""
+    """One way of running the model: ``run(frames [b, 3, H, W]) -> {"prediction", "deformed" or "deformation"}``
+    per batch."""
 
     def __init__(self, name: str, label: str, batch: int, run: Callable[[torch.Tensor], dict],
                  precision: str = "fp32") -> None:
@@ -120,7 +121,10 @@ class LogitRecorder:
         self.on = False
         self.parts: list[torch.Tensor] = []
         for gen in generators:
-            gen.final.register_forward_hook(self._hook)
+            self.watch(gen.final)
+
+    def watch(self, module) -> None:
+        module.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output) -> None:
         if self.on:
@@ -153,31 +157,35 @@ def original_style(model, source: torch.Tensor) -> Callable[[torch.Tensor], dict
     return run
 
 
-def torch_animator(model, source: torch.Tensor, first: torch.Tensor, batch: int, precision: str
-                   ) -> Callable[[torch.Tensor], dict]:
+def torch_animator(model, source: torch.Tensor, first: torch.Tensor, batch: int, precision: str,
+                   recorder: LogitRecorder) -> Callable[[torch.Tensor], dict]:
     from fomm.animate import Animator
 
     anim = Animator(model, batch_size=batch, precision=precision, channels_last=model.device.type == "cpu")
+    # The generator instance decode() runs on (reduced precision uses a view with low-dtype conv weights and its own
+    # final layer, whose output the recorder must see too).
+    gen = anim._lowp_generator if anim._lowp_generator is not None else anim._generator
+    if gen.final is not model.generator.final:
+        recorder.watch(gen.final)
     anim.set_source(source)
     anim.set_initial_driving(first)
-    # The generator instance decode() runs on (reduced precision uses a view with low-dtype conv weights).
-    gen = anim._lowp_generator if anim._lowp_generator is not None else anim._generator
     captured: dict[str, torch.Tensor] = {}
 
     def run(frames: torch.Tensor) -> dict:
-        # The animator returns only the prediction; catch the warped source on its way out of decode().
+        # The animator returns only the prediction (and skips the full-size warped source); catch the deformation
+        # on its way out of decode(). The quality pass warps the source with it, outside the timed calls.
         decode = type(gen).decode
 
         def spy(*a, **k):
             out = decode(gen, *a, **k)
-            captured["deformed"] = out["deformed"].float()
+            captured["deformation"] = out["deformation"].float()
             return out
         gen.decode = spy
         try:
             pred = anim.animate_batch(frames)
         finally:
             del gen.decode
-        return {"prediction": pred, "deformed": captured["deformed"]}
+        return {"prediction": pred, "deformation": captured["deformation"]}
     return run
 
 
@@ -217,6 +225,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import fomm
+    from fomm.models.fomm import deform_input
     from fomm.realtime import cpu_supports_bf16, export_onnx, psnr
 
     torch.set_num_threads(args.threads)
@@ -243,7 +252,7 @@ def main() -> None:
         variants = [Variant("a_original", "(a) original-style eager, source re-encoded per frame, fp32", 1,
                             original_style(original, source)),
                     Variant("b_torch", f"(b) ours, torch fp32, channels-last, batch {b}", b,
-                            torch_animator(model, source, first, b, "fp32"))]
+                            torch_animator(model, source, first, b, "fp32", recorder))]
         if not args.no_onnx and device.type == "cuda":
             from fomm.realtime import select_providers
 
@@ -262,14 +271,16 @@ def main() -> None:
                                  onnx_animator(Path(tmp), source, first, 1, device.type, args.threads))]
         if low is not None:
             variants += [Variant(f"d_torch_{low}", f"(d) ours, torch {low} decoder, batch {b}", b,
-                                 torch_animator(model, source, first, b, low), precision=low),
+                                 torch_animator(model, source, first, b, low, recorder), precision=low),
                          Variant(f"d_torch_{low}_b1", f"(d) ours, torch {low} decoder, batch 1", 1,
-                                 torch_animator(model, source, first, 1, low), precision=low)]
+                                 torch_animator(model, source, first, 1, low, recorder), precision=low)]
 
         logits: dict[str, torch.Tensor] = {}
         for v in variants:  # warm-up (oneDNN primitive caches, ORT arenas) doubling as the quality pass
             recorder.on = True
             v.outputs = _run_all(v, driving, sync)
+            if "deformed" not in v.outputs:
+                v.outputs["deformed"] = deform_input(source, v.outputs.pop("deformation"))
             recorder.on = False
             if recorder.parts:
                 logits[v.name] = recorder.take()

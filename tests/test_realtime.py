@@ -80,46 +80,59 @@ def test_decode_fp32_islands_keeps_deformation_exact(golden_dir):
     assert loose["mask"].dtype == torch.bfloat16  # without the island the masks come out of bf16 convs
 
 
-def test_low_precision_view_is_autocast_without_recasting(golden_dir):
-    """The view computes what autocast computes on the original (bottleneck/up blocks, and the dense-motion
-    hourglass trunk inside the fp32 island), without re-casting weights per call; the original is untouched."""
+def _perturb_norms(module: torch.nn.Module, seed: int) -> None:
+    """Non-trivial batch-norm statistics and affines, so folding them is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 0.2 - 0.1)
+
+
+def test_low_precision_view_runs_in_bf16_without_autocast(golden_dir):
+    """The view's bottleneck, up blocks and dense-motion hourglass run bf16 convs with no autocast around them; the
+    heads, the warp and the output stay fp32 and close to the fp32 decode; the original is untouched."""
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16 kernels")
-    from fomm.realtime.precision import LowPrecision, low_precision_kp_detector, low_precision_view
+    from fomm.realtime.precision import (
+        CenteredLowPrecisionConv,
+        LowPrecision,
+        calibrate_low_precision,
+        low_precision_kp_detector,
+        low_precision_view,
+    )
 
     model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
     gen = model.generator
     view = low_precision_view(gen, torch.bfloat16)
     dense, vdense = gen.dense_motion_network, view.dense_motion_network
-    assert view.bottleneck is not gen.bottleneck and vdense is not dense
+    assert isinstance(view.bottleneck, LowPrecision) and vdense is not dense
     assert vdense.mask is dense.mask and vdense.occlusion is dense.occlusion  # heads shared, fp32
     assert isinstance(vdense.hourglass, LowPrecision) and not isinstance(dense.hourglass, LowPrecision)
+    assert isinstance(view.final, CenteredLowPrecisionConv) and view.final.conv is gen.final
     assert gen.bottleneck.r0.conv1.weight.dtype == torch.float32  # the original is untouched
     assert dense.hourglass.encoder.down_blocks[0].conv.weight.dtype == torch.float32
-    assert view.bottleneck.r0.conv1.weight.dtype == torch.bfloat16
-    assert view.bottleneck.r0.norm1.weight.dtype == torch.float32
+    assert view.bottleneck.module.r0.conv1.weight.dtype == torch.bfloat16
+    seen: list[torch.dtype] = []
+    hook = view.bottleneck.module.r0.conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].dtype))
     src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
-    drv = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2))
-    hourglass_forward = dense.hourglass.forward
-
-    def autocast_hourglass(x):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return hourglass_forward(x).float()
+    drv = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         kp, kp_d = model.kp_detector(src), model.kp_detector(drv)
         enc = gen.encode_source(src)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            got = view.decode(enc, kp, kp_d, fp32_islands=True)
-            dense.hourglass.forward = autocast_hourglass
-            try:
-                expected = gen.decode(enc, kp, kp_d, fp32_islands=True)
-            finally:
-                del dense.hourglass.forward
-    torch.testing.assert_close(got["prediction"], expected["prediction"], rtol=0, atol=0)
-    assert got["deformation"].dtype == torch.float32 and got["mask"].dtype == torch.float32
-    with torch.no_grad():
         full = gen.decode(enc, kp, kp_d)
+        calibrate_low_precision(view, enc, kp)
+        got = view.decode(enc, kp, kp_d)
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16} and not torch.is_autocast_enabled("cpu")
+    assert got["prediction"].dtype == torch.float32 and got["deformation"].dtype == torch.float32
+    assert got["mask"].dtype == torch.float32
     assert 0 < (got["deformation"] - full["deformation"]).abs().max() < 1e-2  # bf16 trunk: close, not equal
+    assert not torch.equal(got["prediction"], full["prediction"])
+    assert psnr(got["prediction"], full["prediction"]) >= 40.0
 
     lp_kp = low_precision_kp_detector(model.kp_detector, torch.bfloat16)
     assert lp_kp.kp is model.kp_detector.kp and isinstance(lp_kp.predictor, LowPrecision)
@@ -127,6 +140,46 @@ def test_low_precision_view_is_autocast_without_recasting(golden_dir):
         kp_lp = lp_kp(src)
     assert kp_lp["value"].dtype == torch.float32
     torch.testing.assert_close(kp_lp["value"], kp["value"], rtol=0, atol=2e-2)
+
+
+def test_centered_low_precision_conv():
+    """conv_lowp(x - c) + conv_fp32(c) is the conv in exact arithmetic (zero padding included) and removes the
+    error bf16 weights put on inputs with a large mean."""
+    from fomm.realtime.precision import CenteredLowPrecisionConv
+
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(8, 3, 7, padding=3)
+    mean = torch.rand(1, 8, 1, 1, generator=g) * 4
+    x = mean + 0.05 * torch.randn(2, 8, 20, 24, generator=g)  # large per-channel mean, small variation
+    with torch.no_grad():
+        expected = conv(x)
+        exact = CenteredLowPrecisionConv(conv, torch.float64)  # a "low" precision without rounding: the algebra
+        torch.testing.assert_close(exact(x), expected, rtol=0, atol=1e-5)
+        assert exact.center is not None and exact(x[:1] + 1).shape == (1, 3, 20, 24)  # the centre stays put
+        torch.testing.assert_close(exact.center.float(), x.mean(dim=(0, 2, 3), keepdim=True))
+        if not cpu_supports_bf16():
+            return
+        # fp32 input, and an input already in bf16 (as the bf16 up blocks hand it over): both ~35x closer to fp32.
+        for inp in (x, x.bfloat16()):
+            expected = conv(inp.float())
+            centred = CenteredLowPrecisionConv(conv, torch.bfloat16)
+            got = centred(inp)
+            plain = torch.nn.functional.conv2d(inp.bfloat16(), conv.weight.bfloat16(), conv.bias.bfloat16(),
+                                               padding=3).float()
+            assert got.dtype == torch.float32
+            assert (got - expected).abs().mean() * 10 < (plain - expected).abs().mean()
+        centred.reset()
+        assert centred.center is None
+        centred(x + 1)
+        torch.testing.assert_close(centred.center.float(), (x + 1).mean(dim=(0, 2, 3), keepdim=True),
+                                   rtol=0, atol=0.05)
+
+
+def test_low_precision_refuses_convs_it_cannot_cast():
+    from fomm.realtime.precision import LowPrecision
+
+    with pytest.raises(ValueError, match="convs outside"):
+        LowPrecision(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3)).eval(), torch.bfloat16)
 
 
 def test_polyphase_up_block_equals_upsample_conv(monkeypatch):
@@ -160,21 +213,60 @@ def test_polyphase_up_block_equals_upsample_conv(monkeypatch):
         PolyphaseUpBlock2d.from_up_block(UpBlock2d(4, 4).train())
 
 
-def test_fast_generator_view_matches_generator(golden_dir):
-    from fomm.realtime.fuse import PolyphaseUpBlock2d, fast_generator_view
+def test_fused_view_matches_the_networks(golden_dir):
+    """fused_view folds every batch norm (residual, down/same, up blocks; polyphase outside hourglass decoders) and
+    merges the dense-motion heads; decode and keypoints equal the original's; the original is untouched."""
+    from fomm.models.fomm.blocks import ResBlock2d, UpBlock2d
+    from fomm.realtime.fuse import ConvReLU2d, FoldedResBlock2d, PolyphaseUpBlock2d, fused_view
 
     model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
-    gen = model.generator
-    view = fast_generator_view(gen)
+    gen, kpd = model.generator, model.kp_detector
+    _perturb_norms(gen, 0)
+    _perturb_norms(kpd, 1)
+    view, kview = fused_view(gen), fused_view(kpd)
     assert all(isinstance(b, PolyphaseUpBlock2d) for b in view.up_blocks)
-    assert view.bottleneck is gen.bottleneck and gen.up_blocks is not view.up_blocks
+    assert all(isinstance(b, FoldedResBlock2d) for b in view.bottleneck)
+    assert isinstance(view.first, ConvReLU2d) and not view.first.pool
+    hg = view.dense_motion_network.hourglass
+    assert all(isinstance(b, ConvReLU2d) and b.pool for b in hg.encoder.down_blocks)
+    assert all(isinstance(b, ConvReLU2d) and b.upsample for b in hg.decoder.up_blocks)
+    assert all(isinstance(b, ConvReLU2d) and b.upsample for b in kview.predictor.decoder.up_blocks)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in [*view.modules(), *kview.modules()])
+    assert view.dense_motion_network.merged_heads.out_channels == gen.dense_motion_network.num_kp + 2
+    # The original keeps its blocks and has no merged heads.
+    assert isinstance(gen.bottleneck.r0, ResBlock2d) and isinstance(gen.up_blocks[0], UpBlock2d)
+    assert "merged_heads" not in gen.dense_motion_network._modules
     src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(3))
     drv = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        kp_s, kp_d = model.kp_detector(src), model.kp_detector(drv)
-        enc = gen.encode_source(src)
-        torch.testing.assert_close(view.decode(enc, kp_s, kp_d)["prediction"],
-                                   gen.decode(enc, kp_s, kp_d)["prediction"], rtol=0, atol=1e-5)
+        kp_s, kp_d = kpd(src), kpd(drv)
+        for key, value in kview(drv).items():
+            torch.testing.assert_close(value, kp_d[key], rtol=0, atol=1e-5)
+        enc, fenc = gen.encode_source(src), view.encode_source(src)
+        torch.testing.assert_close(fenc.features, enc.features, rtol=0, atol=1e-5)
+        got, expected = view.decode(enc, kp_s, kp_d, with_deformed=False), gen.decode(enc, kp_s, kp_d)
+    assert "deformed" not in got and "deformed" in expected
+    for key in ("prediction", "mask", "occlusion_map", "deformation"):
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="eval mode"):
+        FoldedResBlock2d.from_res_block(ResBlock2d(4).train())
+
+
+def test_folded_res_block_keeps_the_residual_dtype():
+    """bf16 convs inside, fp32 residual stream: the output is fp32 and the block casts its own conv inputs."""
+    from fomm.models.fomm.blocks import ResBlock2d
+    from fomm.realtime.fuse import FoldedResBlock2d
+
+    block = ResBlock2d(6).eval()
+    _perturb_norms(block, 2)
+    folded = FoldedResBlock2d.from_res_block(block)
+    folded.to(torch.bfloat16)  # buffers (the first norm) stay fp32, convs go bf16
+    assert folded.scale.dtype == torch.float32 and folded.conv1.weight.dtype == torch.bfloat16
+    x = torch.randn(2, 6, 9, 7, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out, expected = folded(x), block(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=0.1)
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI

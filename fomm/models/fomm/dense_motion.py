@@ -90,7 +90,8 @@ class DenseMotionNetwork(nn.Module):
         # Interleaved per keypoint: [H_0, C_0..., H_1, C_1..., ...] as the checkpoints' first conv expects.
         net_in = torch.cat([heat, deformed], dim=2).view(b, -1, h, w)
         prediction = self.hourglass(net_in)
-        mask = F.softmax(self.mask(prediction), dim=1)
+        mask_logits, occlusion_logits = self.head_logits(prediction)
+        mask = F.softmax(mask_logits, dim=1)
         deformation = (motion.permute(0, 1, 4, 2, 3) * mask.unsqueeze(2)).sum(dim=1).permute(0, 2, 3, 1)
         out = {
             "heatmap_representation": heat,
@@ -99,6 +100,18 @@ class DenseMotionNetwork(nn.Module):
             "mask": mask,
             "deformation": deformation,
         }
-        if self.occlusion is not None:
-            out["occlusion_map"] = torch.sigmoid(self.occlusion(prediction))
+        if occlusion_logits is not None:
+            out["occlusion_map"] = torch.sigmoid(occlusion_logits)
         return out
+
+    def head_logits(self, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The hourglass output ``[B, F, h, w]`` -> mask logits ``[B, K+1, h, w]`` and occlusion logits
+        ``[B, 1, h, w]`` (``None`` without an occlusion head). An inference view may set ``merged_heads``, one conv
+        holding both heads' kernels (mask channels first): the 7x7 heads are bound by reading their input, so one
+        pass instead of two halves their cost (:func:`fomm.realtime.fuse.fused_view`)."""
+        merged = self._modules.get("merged_heads")
+        if merged is not None:
+            logits = merged(prediction)
+            k1 = self.num_kp + 1
+            return logits[:, :k1], (logits[:, k1:] if logits.shape[1] > k1 else None)
+        return self.mask(prediction), (self.occlusion(prediction) if self.occlusion is not None else None)

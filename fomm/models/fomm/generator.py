@@ -96,10 +96,13 @@ class OcclusionAwareGenerator(nn.Module):
         return SourceEncoding(image=source_image, features=out, small=small)
 
     def decode(self, enc: SourceEncoding, kp_source: dict[str, torch.Tensor],
-               kp_driving: dict[str, torch.Tensor], fp32_islands: bool = False) -> dict[str, torch.Tensor]:
+               kp_driving: dict[str, torch.Tensor], fp32_islands: bool = False,
+               with_deformed: bool = True) -> dict[str, torch.Tensor]:
         """``fp32_islands``: run the dense-motion network and the final conv outside any active autocast, so a
         reduced-precision decode (bf16/fp16 bottleneck and up blocks) still warps with a full-precision deformation
-        field and rounds the output only once, in fp32 (measured: +3 dB PSNR at vox-256; see fomm.realtime)."""
+        field and rounds the output only once, in fp32 (measured: +3 dB PSNR at vox-256; see fomm.realtime).
+        ``with_deformed=False`` skips the full-resolution ``deformed`` image (a visualisation; the animator does not
+        need it)."""
         out = enc.features
         result: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is not None:
@@ -117,7 +120,8 @@ class OcclusionAwareGenerator(nn.Module):
                 if out.shape[2:] != occlusion.shape[2:]:
                     occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=False)
                 out = out * occlusion
-            result["deformed"] = deform_input(enc.image, deformation)
+            if with_deformed:
+                result["deformed"] = deform_input(enc.image, deformation)
         elif out.shape[0] != kp_driving["value"].shape[0]:
             out = out.expand(kp_driving["value"].shape[0], *out.shape[1:])
 
