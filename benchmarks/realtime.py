@@ -10,17 +10,18 @@ Variants (vox-256 architecture, 256x256, relative motion with adapted scale, as 
 * ``c_onnx`` / ``c_onnx_b1``: :class:`fomm.realtime.OnnxAnimator` on ONNX Runtime (CPU provider; CUDA/TensorRT with
   ``--device cuda``), fp32, batched / batch 1.
 * ``d_torch_bf16`` / ``d_torch_bf16_b1`` (CPU with bf16 kernels; ``fp16`` on GPU): as ``b_torch`` with the
-  generator's bottleneck and decoder under autocast; keypoints and dense motion stay fp32.
+  generator's bottleneck, up blocks, centred final conv and both hourglass trunks in bf16; the keypoint and mask
+  heads and the warp stay fp32 (:mod:`fomm.realtime.precision`).
 
 Timing: only model work is timed (frames are decoded and resized beforehand, identical for all variants). The
 variants are interleaved within each round (a, b, c, ... then again), so load from other processes on a shared
 machine hits them alike; the table reports medians over rounds. ``latency`` is the median wall time of one call
 (one batch), i.e. how long a frame takes once its batch is complete; at batch 1 it is the per-frame latency.
 
-Threads: ``--threads`` sets torch's and ONNX Runtime's intra-op threads. On a CPU shared with other busy processes
-(the committed results were taken on 2 cores with a load average of ~5), every parallel op waits for a descheduled
-worker thread, which costs eager torch several ms per op and hurts the batch-1 variants most; ONNX Runtime (fused
-graph, fewer ops) is far less affected. ``realtime.json`` is the 2-thread run, ``realtime_1thread.json`` the same
+Threads: ``--threads`` sets torch's and ONNX Runtime's intra-op threads. On a CPU shared with other busy processes,
+every parallel op waits for a descheduled worker thread, which costs eager torch several ms per op and hurts the
+batch-1 variants most; ONNX Runtime (fused graph, fewer ops) is far less affected. The committed results were taken
+with nothing else running (``loadavg_1min_before_after`` in the JSON records it). ``realtime.json`` is the 2-thread run, ``realtime_1thread.json`` the same
 with 1 thread.
 
 Quality (PSNR against ``a_original`` on the same frames, real inputs: the bundled example ``source.png`` and the first
