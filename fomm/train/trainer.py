@@ -374,14 +374,17 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
             key = f"optimizer_{name}"
             if key in container:
                 opt.load_state_dict(container[key])
+        replaced: list[str] = []
         for name, sched in schedulers.items():
             key = f"scheduler_{name}"
             if key in container:
                 sched.load_state_dict(container[key])
-                _apply_config_milestones(sched, milestones, say)
+                _apply_config_milestones(sched, milestones, replaced.append)
             else:  # an authors' checkpoint: rebuild the schedule from the epoch
                 for _ in range(int(container.get("epoch", -1)) + 1):
                     sched.step()
+        if replaced:  # the same message for every network's scheduler: say it once
+            say(replaced[0])
         meta = container.get("fomm_train") or {}
         rng = meta.get("rng") or {}
         if "torch" in rng:
