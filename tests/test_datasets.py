@@ -71,6 +71,39 @@ def test_strip_frames_match_columns(data_dir: Path) -> None:
         assert torch.equal(item[key], expected)
 
 
+def test_decoded_strips_are_cached_within_a_bound(data_dir: Path, monkeypatch) -> None:
+    """A strip is decoded once per dataset while it fits the cache; frames equal the uncached ones; the cache
+    evicts the least recently used strip beyond its bound; 0 MB turns it off."""
+    import fomm.datasets.sources as sources
+
+    decodes: list[str] = []
+    real = sources.StripSource._decode
+
+    def counting(self):
+        decodes.append(self.path.name)
+        return real(self)
+    monkeypatch.setattr(sources.StripSource, "_decode", counting)
+    cached = FramesDataset(data_dir / "actions", (64, 64, 3), is_train=True, augmentation_params=None)
+    plain = FramesDataset(data_dir / "actions", (64, 64, 3), is_train=True, augmentation_params=None,
+                          decoded_cache_mb=0)
+    name = cached.videos[3]
+    for draw in range(4):  # the same video, different pairs
+        a, b = cached.get(3, draw=draw), plain.get(3, draw=draw)
+        assert a["name"] == b["name"] == name
+        assert torch.equal(a["source"], b["source"]) and torch.equal(a["driving"], b["driving"])
+    assert decodes.count(name) == 1 + 4  # once for the cached dataset, every time for the uncached one
+    assert cached.decoded_cache.hits == 3 and cached.decoded_cache.misses == 1
+
+    one = cached.decoded_cache.bytes
+    small = sources.DecodedCache(int(one * 1.5))  # room for one strip of this size, not two
+    for key in ("a", "b", "a"):
+        small.get(key, lambda: np.zeros(one, np.uint8))
+    assert small.misses == 3 and small.hits == 0 and small.bytes <= small.max_bytes
+    too_big = sources.DecodedCache(10)
+    too_big.get("x", lambda: np.zeros(100, np.uint8))
+    assert too_big.bytes == 0  # larger than the whole cache: returned, not kept
+
+
 def test_actions_test_videos(data_dir: Path) -> None:
     ds = FramesDataset(data_dir / "actions", (64, 64, 3), is_train=False)
     assert len(ds) == 15

@@ -30,7 +30,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fomm.datasets.augment import ClipAugmentation
-from fomm.datasets.sources import UnreadableVideo, VideoSource, is_video_entry, open_source
+from fomm.datasets.sources import DecodedCache, UnreadableVideo, VideoSource, is_video_entry, open_source
 from fomm.errors import ConfigError, InputError
 
 TEST_FRACTION = 0.2
@@ -71,6 +71,8 @@ class FramesDataset(Dataset):
             applied in training only.
         pairs_list: kept for :class:`PairedDataset` (a CSV of ``source,driving`` video names).
         seed: base of all randomness (flat split, pair sampling, augmentation).
+        decoded_cache_mb: memory for decoded strip images kept between reads (per process; 0: decode every
+            time). Strip datasets (Shapes, Actions) otherwise decode a whole clip for every pair.
 
     Items (training): ``{"source": [3, H, W], "driving": [3, H, W]`` float32 in [0, 1], ``"name": str,
     "frame_idx": [2] int64}`` (frame indices drawn with replacement and sorted, as the original; they may be
@@ -81,8 +83,9 @@ class FramesDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, frame_shape: tuple[int, int, int] | list[int] = (256, 256, 3),
                  is_train: bool = True, id_sampling: bool = False, augmentation_params: dict | None = None,
-                 pairs_list: str | os.PathLike | None = None, seed: int = 0) -> None:
+                 pairs_list: str | os.PathLike | None = None, seed: int = 0, decoded_cache_mb: float = 256) -> None:
         self.root = Path(root)
+        self.decoded_cache = DecodedCache(int(decoded_cache_mb * 2**20))
         frame_shape = tuple(int(s) for s in frame_shape)
         if len(frame_shape) != 3 or frame_shape[2] != 3 or min(frame_shape) <= 0:
             raise ConfigError(f"dataset_params.frame_shape must be [H, W, 3], got {list(frame_shape)}")
@@ -162,7 +165,7 @@ class FramesDataset(Dataset):
             iterator = tqdm(names, desc=f"probing {self.folder.name}", unit="video")
         for name in iterator:
             try:
-                src = open_source(self.folder / name, self.frame_shape)
+                src = open_source(self.folder / name, self.frame_shape, self.decoded_cache)
             except UnreadableVideo as exc:
                 self._skip("unreadable", name, str(exc))
                 continue

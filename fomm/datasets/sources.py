@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +82,43 @@ class FolderSource(VideoSource):
         return out
 
 
+class DecodedCache:
+    """A least-recently-used cache of decoded images, bounded in bytes (``max_bytes``; 0 disables it).
+
+    A strip holds a whole clip in one compressed image, so every training pair would otherwise decode the whole clip
+    again for two of its frames (~30 ms per Actions clip). One cache belongs to one dataset (each DataLoader worker
+    gets its own copy), so memory stays at most ``max_bytes`` per process.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """The array stored under ``key``, else ``load()`` (stored when it fits). Treat the result as read-only."""
+        arr = self._items.get(key)
+        if arr is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return arr
+        self.misses += 1
+        arr = load()
+        if 0 < arr.nbytes <= self.max_bytes:
+            self._items[key] = arr
+            self.bytes += arr.nbytes
+            while self.bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= old.nbytes
+        return arr
+
+
 class StripSource(VideoSource):
-    def __init__(self, path: Path, aspect_w_over_h: float) -> None:
+    def __init__(self, path: Path, aspect_w_over_h: float, cache: DecodedCache | None = None) -> None:
         self.path = path
+        self.cache = cache
         try:
             with Image.open(path) as img:
                 width, height = img.width, img.height
@@ -96,13 +132,16 @@ class StripSource(VideoSource):
         self.num_frames = width // fw
         self.frame_hw = (height, fw)
 
-    def read(self, indices: list[int]) -> list[np.ndarray]:
-        # A strip is one compressed image, so it is decoded once per call; only the wanted columns are kept.
+    def _decode(self) -> np.ndarray:
         try:
             with Image.open(self.path) as img:
-                arr = _to_rgb(img)
+                return _to_rgb(img)
         except Exception as exc:
             raise UnreadableVideo(f"cannot decode image: {exc}") from None
+
+    def read(self, indices: list[int]) -> list[np.ndarray]:
+        # A strip is one compressed image: decoded whole (or taken from the cache); only the wanted columns are kept.
+        arr = self.cache.get(str(self.path), self._decode) if self.cache is not None else self._decode()
         fw = self.frame_w
         return [np.ascontiguousarray(arr[:, fw * i: fw * (i + 1)]) for i in indices]
 
@@ -178,13 +217,14 @@ class ContainerSource(VideoSource):
             raise UnreadableVideo(str(exc)) from None
 
 
-def open_source(path: Path, frame_shape: tuple[int, int, int]) -> VideoSource:
-    """Pick the reader for ``path`` (a folder or a file) and probe it; raises UnreadableVideo."""
+def open_source(path: Path, frame_shape: tuple[int, int, int], cache: DecodedCache | None = None) -> VideoSource:
+    """Pick the reader for ``path`` (a folder or a file) and probe it; raises UnreadableVideo. ``cache`` keeps
+    decoded strip images between reads."""
     if path.is_dir():
         return FolderSource(path)
     ext = path.suffix.lower()
     if ext in IMAGE_EXTS:
-        return StripSource(path, frame_shape[1] / frame_shape[0])
+        return StripSource(path, frame_shape[1] / frame_shape[0], cache)
     if ext in GIF_EXTS:
         return GifSource(path)
     if ext in VIDEO_EXTS:
