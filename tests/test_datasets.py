@@ -84,8 +84,8 @@ def test_decoded_strips_are_cached_within_a_bound(data_dir: Path, monkeypatch) -
         return real(self)
     monkeypatch.setattr(sources.StripSource, "_decode", counting)
     cached = FramesDataset(data_dir / "actions", (64, 64, 3), is_train=True, augmentation_params=None)
-    plain = FramesDataset(data_dir / "actions", (64, 64, 3), is_train=True, augmentation_params=None,
-                          decoded_cache_mb=0)
+    plain = FramesDataset.from_config({"root_dir": str(data_dir / "actions"), "frame_shape": [64, 64, 3],
+                                       "decoded_cache_mb": 0})
     name = cached.videos[3]
     for draw in range(4):  # the same video, different pairs
         a, b = cached.get(3, draw=draw), plain.get(3, draw=draw)

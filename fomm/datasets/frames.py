@@ -134,12 +134,13 @@ class FramesDataset(Dataset):
             self.ids = sorted(groups)
             self.id_videos = {k: sorted(vs) for k, vs in groups.items()}
 
-    CONFIG_KEYS = ("root_dir", "frame_shape", "image_shape", "id_sampling", "pairs_list", "augmentation_params")
+    CONFIG_KEYS = ("root_dir", "frame_shape", "image_shape", "id_sampling", "pairs_list", "augmentation_params",
+                   "decoded_cache_mb")
 
     @classmethod
     def from_config(cls, dataset_params: dict[str, Any], is_train: bool = True, seed: int = 0) -> "FramesDataset":
         """Build from a config's ``dataset_params`` (FOMM keys; Monkey-Net's ``image_shape`` is accepted for
-        ``frame_shape``)."""
+        ``frame_shape``; ``decoded_cache_mb`` is ours)."""
         unknown = set(dataset_params) - set(cls.CONFIG_KEYS)
         if unknown:
             raise ConfigError(f"unknown dataset_params key(s) {sorted(unknown)}; supported: {list(cls.CONFIG_KEYS)}")
@@ -149,7 +150,8 @@ class FramesDataset(Dataset):
         return cls(dataset_params["root_dir"], shape, is_train=is_train,
                    id_sampling=bool(dataset_params.get("id_sampling", False)),
                    augmentation_params=dataset_params.get("augmentation_params"),
-                   pairs_list=dataset_params.get("pairs_list"), seed=seed)
+                   pairs_list=dataset_params.get("pairs_list"), seed=seed,
+                   decoded_cache_mb=float(dataset_params.get("decoded_cache_mb", 256)))
 
     # --- discovery -------------------------------------------------------------------------------------------
     @staticmethod
