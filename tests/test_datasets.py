@@ -74,7 +74,7 @@ def test_strip_frames_match_columns(data_dir: Path) -> None:
 def test_decoded_strips_are_cached_within_a_bound(data_dir: Path, monkeypatch) -> None:
     """A strip is decoded once per dataset while it fits the cache; frames equal the uncached ones; the cache
     evicts the least recently used strip beyond its bound; 0 MB turns it off."""
-    import fomm.datasets.sources as sources
+    from fomm.datasets import sources
 
     decodes: list[str] = []
     real = sources.StripSource._decode

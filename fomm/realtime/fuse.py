@@ -12,9 +12,11 @@ At vox-256 the two up blocks are ~19 of the ~87 GFLOP of the per-frame stage; th
 
 The other batch norms are folded too (:func:`fused_view` rewrites a whole network): conv-BN-ReLU blocks become
 conv-ReLU, and the pre-activation residual blocks fold their second norm into the first conv and apply the first as
-one multiply-add. The values are unchanged; what goes is a pass over the activations per norm, which in a
-reduced-precision region also means the up- and down-casts that autocast puts around every batch norm (measured on
-the six 256-channel vox-256 bottleneck blocks in bf16 at batch 1: 74 -> 59 ms).
+one multiply-add. The values are unchanged and one pass over the activations per norm goes; the time saved is small
+(the convs dominate: the six 256-channel vox-256 bottleneck blocks take ~62 ms in bf16 at batch 1 either way). The
+point is what it enables: blocks without batch norms can run in bf16 without autocast (below). The dense-motion
+network's mask and occlusion heads, two 7x7 convs on the same input, are merged into one (~1.4 ms saved at vox-256:
+such heads are bound by reading their input, not by their few output channels).
 
 Every rewritten block casts its input to its conv weights' dtype, so a region whose weights are stored in bf16/fp16
 (:class:`fomm.realtime.precision.LowPrecision`) runs in that dtype without autocast. Residual blocks keep the

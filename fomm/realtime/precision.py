@@ -159,7 +159,7 @@ def low_precision_view(generator: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 @torch.inference_mode()
-def calibrate_low_precision(view: nn.Module, encoding, kp_source: dict[str, torch.Tensor]) -> None:  # noqa: ANN001
+def calibrate_low_precision(view: nn.Module, encoding, kp_source: dict[str, torch.Tensor]) -> None:
     """Set the centres of ``view``'s :class:`CenteredLowPrecisionConv` layers (a :func:`low_precision_view`) from an
     identity decode of the encoded source (driving keypoints = source keypoints), so they depend on the source
     only. Call after encoding a new source."""
@@ -190,5 +190,5 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor, peak: float | None = N
     return 10.0 * math.log10(peak * peak / mse)
 
 
-__all__ = ["PRECISIONS", "CenteredLowPrecisionConv", "LowPrecision", "calibrate_low_precision", "autocast_dtype", "cpu_supports_bf16", "low_precision_kp_detector",
-           "low_precision_view", "psnr"]
+__all__ = ["PRECISIONS", "CenteredLowPrecisionConv", "LowPrecision", "autocast_dtype", "calibrate_low_precision",
+           "cpu_supports_bf16", "low_precision_kp_detector", "low_precision_view", "psnr"]
