@@ -32,13 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.fomm.blocks import (
-    Decoder,
-    DownBlock2d,
-    ResBlock2d,
-    SameBlock2d,
-    UpBlock2d,
-)
+from ..models.fomm.blocks import Decoder, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from ..models.fomm.dense_motion import DenseMotionNetwork
 
 
