@@ -165,7 +165,7 @@ def torch_animator(model, source: torch.Tensor, first: torch.Tensor, batch: int,
     anim = Animator(model, batch_size=batch, precision=precision, channels_last=model.device.type == "cpu")
     # The generator instance decode() runs on (reduced precision uses a view with low-dtype conv weights and its own
     # final layer, whose output the recorder must see too).
-    gen = anim._lowp_generator if anim._lowp_generator is not None else anim._generator
+    gen = anim._generator
     if gen.final is not model.generator.final:
         recorder.watch(gen.final)
     anim.set_source(source)

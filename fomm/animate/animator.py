@@ -65,7 +65,7 @@ class Animator:
 
     def __init__(self, model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
                  batch_size: int = 4, precision: str = "fp32", channels_last: bool = False) -> None:
-        from ..realtime.fuse import fast_generator_view, fused_view
+        from ..realtime.fuse import fused_view
         from ..realtime.precision import autocast_dtype, low_precision_kp_detector, low_precision_view
 
         self.model = model
@@ -80,13 +80,16 @@ class Animator:
             for net in (model.kp_detector, model.generator):
                 net.to(memory_format=torch.channels_last)
         # Batch norms folded and up blocks in their exact polyphase form (fomm.realtime.fuse): same output, fewer
-        # passes over the activations and 2.25x fewer FLOPs in the up blocks.
-        # (Backends without torch networks, e.g. the ONNX animator, have no generator to rewrite.)
+        # passes over the activations and 2.25x fewer FLOPs in the up blocks. With reduced precision, only the
+        # low-precision view of that is kept (its heavy convs hold their weights in the dtype; no autocast), not
+        # the fp32 folded copies it was made from. (Backends without torch networks, e.g. the ONNX animator, have
+        # no generator to rewrite.)
         generator = getattr(model, "generator", None)
-        self._generator = fast_generator_view(generator) if generator is not None else None
-        # Reduced precision: views whose heavy convs run in that dtype (weights stored in it, no autocast).
-        self._lowp_generator = (low_precision_view(self._generator, self._amp_dtype)
-                                if self._amp_dtype is not None and self._generator is not None else None)
+        if generator is not None:
+            generator = fused_view(generator)
+            if self._amp_dtype is not None:
+                generator = low_precision_view(generator, self._amp_dtype)
+        self._generator = generator
         kp_detector = getattr(model, "kp_detector", None)
         if kp_detector is not None:
             kp_detector = (low_precision_kp_detector(kp_detector, self._amp_dtype) if self._amp_dtype is not None
@@ -109,10 +112,10 @@ class Animator:
         self._kp_source = self.keypoints(src)  # the driving frames' detector, so equal frames give equal keypoints
         self._encoding = self.model.generator.encode_source(src)
         self._kp_initial = None
-        if self._lowp_generator is not None:
+        if self._amp_dtype is not None:
             from ..realtime.precision import calibrate_low_precision
 
-            calibrate_low_precision(self._lowp_generator, self._encoding, self._kp_source)
+            calibrate_low_precision(self._generator, self._encoding, self._kp_source)
 
     @torch.inference_mode()
     def keypoints(self, frames: torch.Tensor) -> KP:
@@ -140,9 +143,8 @@ class Animator:
         if self._encoding is None or self._kp_source is None:
             raise RuntimeError("call set_source() first")
         kp_norm = self.driving_keypoints(frames)
-        generator = self._generator if self._lowp_generator is None else self._lowp_generator
-        return generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm,
-                                with_deformed=False)["prediction"]
+        return self._generator.decode(self._encoding, kp_source=self._kp_source, kp_driving=kp_norm,
+                                      with_deformed=False)["prediction"]
 
     def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Stream uint8 ``[H, W, 3]`` driving frames -> uint8 ``[h, w, 3]`` animated frames at the model's size."""

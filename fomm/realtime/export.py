@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, FommError, OutputError
-from .fuse import fast_generator_view
+from .fuse import fused_view
 
 SIDECAR = "fomm_onnx.json"
 FORMAT = "fomm-onnx"
@@ -194,9 +194,10 @@ def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPS
     n_kp = 2 if has_jac else 1
     frame_args = (image[:1], source_out[n_kp], source_out[n_kp + 1], *source_out[:n_kp], *kp_drv)
     src_inputs = tuple(names["frame_stage"]["inputs"][:3 + n_kp])
-    # The per-frame graph decodes with the exact polyphase up blocks (fomm.realtime.fuse): fewer FLOPs, same output.
-    _export_one(FrameStage(fast_generator_view(gen), has_jac), frame_args, out / GRAPH_FILES["frame_stage"], names["frame_stage"], opset,
-                source_batch_inputs=src_inputs)
+    # The per-frame graph decodes with the exact inference rewrites (fomm.realtime.fuse: folded batch norms,
+    # polyphase up blocks, merged heads): fewer FLOPs, same output.
+    _export_one(FrameStage(fused_view(gen), has_jac), frame_args, out / GRAPH_FILES["frame_stage"],
+                names["frame_stage"], opset, source_batch_inputs=src_inputs)
 
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "opset": opset, "torch": torch.__version__,

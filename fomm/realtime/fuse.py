@@ -151,11 +151,17 @@ class PolyphaseUpBlock2d(nn.Module):
         self.out_features = out_features
         self.conv = nn.Conv2d(in_features, 4 * out_features, kernel_size=2, padding=1)
 
+    @staticmethod
+    def supports(block: UpBlock2d) -> bool:
+        """Whether ``block`` has a polyphase form (a 3x3, padding 1, stride 1, ungrouped conv)."""
+        conv = block.conv
+        return conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+
     @classmethod
     @torch.no_grad()
     def from_up_block(cls, block: UpBlock2d) -> PolyphaseUpBlock2d:
         conv, norm = block.conv, block.norm
-        if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
+        if not cls.supports(block):
             raise ValueError("only 3x3, padding 1, stride 1 up blocks have a polyphase form")
         scale, shift = _norm_affine(norm)
         w = conv.weight * scale.view(-1, 1, 1, 1)
@@ -201,11 +207,9 @@ def shallow_view(parent: nn.Module, **replacements: nn.Module) -> nn.Module:
 
 def _fused_block(module: nn.Module, polyphase: bool) -> nn.Module | None:
     if isinstance(module, UpBlock2d):
-        conv = module.conv
-        if polyphase and conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1) \
-                and conv.groups == 1:
+        if polyphase and PolyphaseUpBlock2d.supports(module):
             return PolyphaseUpBlock2d.from_up_block(module)
-        return ConvReLU2d(fold_batch_norm(conv, module.norm), upsample=True)
+        return ConvReLU2d(fold_batch_norm(module.conv, module.norm), upsample=True)
     if isinstance(module, ResBlock2d):
         return FoldedResBlock2d.from_res_block(module)
     if isinstance(module, (SameBlock2d, DownBlock2d)):
@@ -215,8 +219,8 @@ def _fused_block(module: nn.Module, polyphase: bool) -> nn.Module | None:
 
 def fused_view(module: nn.Module) -> nn.Module:
     """``module`` for inference with every FOMM conv-BN block rewritten (see the module docstring): up blocks in
-    polyphase form (outside hourglass decoders, see below), other conv-BN-ReLU blocks as conv-ReLU, residual blocks with folded norms. Same values up to float
-    rounding (~1e-6). Shares every module that has no such block inside with ``module``, which is left unchanged;
+    polyphase form (outside hourglass decoders, see below), other conv-BN-ReLU blocks as conv-ReLU, residual blocks
+    with folded norms, the dense-motion heads merged. Same values up to float rounding (~1e-6). Shares every module that has no such block inside with ``module``, which is left unchanged;
     later changes to the rewritten blocks' weights are not seen by the view (build a new one). A module in training
     mode is returned as a plain view (batch statistics cannot be folded)."""
     if module.training:
@@ -244,10 +248,5 @@ def fused_view(module: nn.Module) -> nn.Module:
     return out if out is not module else shallow_view(module)
 
 
-def fast_generator_view(generator: nn.Module) -> nn.Module:
-    """The generator's :func:`fused_view` (kept as the name the animator and exporter use)."""
-    return fused_view(generator)
-
-
-__all__ = ["ConvReLU2d", "FoldedResBlock2d", "PolyphaseUpBlock2d", "fast_generator_view", "fold_batch_norm", "fused_view",
-           "merge_convs", "shallow_view"]
+__all__ = ["ConvReLU2d", "FoldedResBlock2d", "PolyphaseUpBlock2d", "fold_batch_norm", "fused_view", "merge_convs",
+           "shallow_view"]
