@@ -273,22 +273,21 @@ def train(opts: TrainOptions) -> TrainResult:
             dist.destroy_process_group()
 
 
-def _apply_config_milestones(sched: torch.optim.lr_scheduler.MultiStepLR, milestones: list[int],
-                             say: Callable[[str], None]) -> None:
+def _apply_config_milestones(sched: torch.optim.lr_scheduler.MultiStepLR, milestones: list[int]) -> list[int] | None:
     """Make the config's ``epoch_milestones`` win over the ones saved in a resumed scheduler, so a run can be
     lengthened or shortened on resume (``num_epochs`` already comes from the config). The learning rate is set to
-    what the new schedule gives at the resume epoch."""
+    what the new schedule gives at the resume epoch. Returns the replaced milestones (``None``: unchanged)."""
     from collections import Counter
 
     if sched.milestones == Counter(milestones):
-        return
-    say(f"epoch_milestones {sorted(milestones)} from the config replace the checkpoint's "
-        f"{sorted(sched.milestones.elements())}")
+        return None
+    replaced = sorted(sched.milestones.elements())
     sched.milestones = Counter(milestones)
     drops = sum(1 for m in milestones if m <= sched.last_epoch)
     for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
         group["lr"] = base * sched.gamma ** drops
     sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
+    return replaced
 
 
 def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
@@ -374,17 +373,18 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
             key = f"optimizer_{name}"
             if key in container:
                 opt.load_state_dict(container[key])
-        replaced: list[str] = []
+        replaced = None
         for name, sched in schedulers.items():
             key = f"scheduler_{name}"
             if key in container:
                 sched.load_state_dict(container[key])
-                _apply_config_milestones(sched, milestones, replaced.append)
+                old = _apply_config_milestones(sched, milestones)
+                replaced = old if old is not None else replaced
             else:  # an authors' checkpoint: rebuild the schedule from the epoch
                 for _ in range(int(container.get("epoch", -1)) + 1):
                     sched.step()
-        if replaced:  # the same message for every network's scheduler: say it once
-            say(replaced[0])
+        if replaced is not None:  # every network's scheduler had the same ones: say it once
+            say(f"epoch_milestones {sorted(milestones)} from the config replace the checkpoint's {replaced}")
         meta = container.get("fomm_train") or {}
         rng = meta.get("rng") or {}
         if "torch" in rng:
@@ -420,7 +420,8 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
     bad_in_a_row = 0
     skipped = 0
     last_losses: dict[str, float] = {}
-    last_ckpt: Path | None = list_checkpoints(run_dir)[-1][1] if list_checkpoints(run_dir) else None
+    existing = list_checkpoints(run_dir)
+    last_ckpt: Path | None = existing[-1][1] if existing else None
     seen_indices: list[int] = []
     epoch = start_epoch
     say(f"training {opts.model} on {dataset.dataset.folder} ({len(dataset.dataset)} videos x "
