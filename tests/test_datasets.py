@@ -99,6 +99,10 @@ def test_decoded_strips_are_cached_within_a_bound(data_dir: Path, monkeypatch) -
     for key in ("a", "b", "a"):
         small.get(key, lambda: np.zeros(one, np.uint8))
     assert small.misses == 3 and small.hits == 0 and small.bytes <= small.max_bytes
+    for bad in (-1, "lots", None):
+        with pytest.raises(ConfigError, match="decoded_cache_mb must be a number"):
+            FramesDataset.from_config({"root_dir": str(data_dir / "actions"), "frame_shape": [64, 64, 3],
+                                       "decoded_cache_mb": bad})
     too_big = sources.DecodedCache(10)
     too_big.get("x", lambda: np.zeros(100, np.uint8))
     assert too_big.bytes == 0  # larger than the whole cache: returned, not kept

@@ -85,7 +85,14 @@ class FramesDataset(Dataset):
                  is_train: bool = True, id_sampling: bool = False, augmentation_params: dict | None = None,
                  pairs_list: str | os.PathLike | None = None, seed: int = 0, decoded_cache_mb: float = 256) -> None:
         self.root = Path(root)
-        self.decoded_cache = DecodedCache(int(decoded_cache_mb * 2**20))
+        try:
+            cache_mb = float(decoded_cache_mb)
+        except (TypeError, ValueError):
+            cache_mb = -1.0
+        if not cache_mb >= 0:  # also rejects NaN
+            raise ConfigError(f"dataset_params.decoded_cache_mb must be a number of MB >= 0 (0 turns the cache off), "
+                              f"got {decoded_cache_mb!r}")
+        self.decoded_cache = DecodedCache(int(cache_mb * 2**20))
         frame_shape = tuple(int(s) for s in frame_shape)
         if len(frame_shape) != 3 or frame_shape[2] != 3 or min(frame_shape) <= 0:
             raise ConfigError(f"dataset_params.frame_shape must be [H, W, 3], got {list(frame_shape)}")
@@ -151,7 +158,7 @@ class FramesDataset(Dataset):
                    id_sampling=bool(dataset_params.get("id_sampling", False)),
                    augmentation_params=dataset_params.get("augmentation_params"),
                    pairs_list=dataset_params.get("pairs_list"), seed=seed,
-                   decoded_cache_mb=float(dataset_params.get("decoded_cache_mb", 256)))
+                   decoded_cache_mb=dataset_params.get("decoded_cache_mb", 256))
 
     # --- discovery -------------------------------------------------------------------------------------------
     @staticmethod
