@@ -226,6 +226,8 @@ def test_bad_datasets_give_clear_errors(tmp_path):
     good = make_strips(tmp_path / "good")
     with pytest.raises(ConfigError, match="fewer than one batch"):
         train(_opts(cfg, good, tmp_path / "r5", batch_size=64))
+    # none of these runs left a (half-made) run folder behind
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("r")]
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):

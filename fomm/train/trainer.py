@@ -300,12 +300,6 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
     cfg, build = _prepare_config(opts)
     tp = cfg.train_params
     run_dir = Path(opts.out)
-    if ctx.is_main:
-        try:
-            for sub in ("checkpoints", "visualizations"):
-                (run_dir / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
 
     # -- resume point ---------------------------------------------------------------------------------------
     resume_path: Path | None = None
@@ -412,6 +406,13 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
     num_epochs = int(tp["num_epochs"])
     ckpt_freq = max(1, int(tp.get("checkpoint_freq", 1)))
     if ctx.is_main:
+        # Created only now, once the config, data, model and resume point have all been accepted: a run that fails
+        # on bad input leaves no empty run folder behind.
+        try:
+            for sub in ("checkpoints", "visualizations"):
+                (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     log = LossLog(run_dir) if ctx.is_main else None
     disc = nets.get("discriminator")
