@@ -79,6 +79,9 @@ class GeneratorParams:
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 6
     estimate_occlusion_map: bool = True
+    # Ours: resize a coarser deformation to the feature size with align_corners=True (see
+    # fomm.models.fomm.generator.deform_input). False is the authors' resize, which their checkpoints expect.
+    align_deformation: bool = False
     dense_motion_params: DenseMotionParams | None = field(default_factory=DenseMotionParams)
     extra: dict[str, Any] = field(default_factory=dict)
 

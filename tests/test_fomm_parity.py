@@ -166,3 +166,43 @@ def test_other_shapes_run_forward_and_backward(num_kp, size, blocks, occlusion, 
     grads = [p.grad for p in model.generator.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.kp_detector.kp.weight.grad is not None and model.kp_detector.kp.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("coarse", [16, 32])
+def test_aligned_deformation_resize_keeps_identity_exact(coarse):
+    """A coarser identity deformation must warp 64x64 features to themselves with ``aligned=True``; the authors'
+    resize (``aligned=False``, kept as the default for their checkpoints) shifts pixels by up to half a pixel."""
+    from fomm.models.fomm import deform_input
+    from fomm.ops import make_coordinate_grid
+
+    feats = torch.rand(2, 5, 64, 64)
+    ident = make_coordinate_grid((coarse, coarse))[None].expand(2, coarse, coarse, 2)
+    torch.testing.assert_close(deform_input(feats, ident, aligned=True), feats, atol=1e-5, rtol=0)
+    assert (deform_input(feats, ident) - feats).abs().mean() > 0.05
+    # Same size: no resize, both modes are the plain warp.
+    full = make_coordinate_grid((64, 64))[None].expand(2, 64, 64, 2)
+    torch.testing.assert_close(deform_input(feats, full), deform_input(feats, full, aligned=True))
+
+
+@torch.no_grad()
+def test_align_deformation_config_reaches_the_generator():
+    raw = {"dataset_params": {"frame_shape": [64, 64, 3]},
+           "model_params": {
+               "common_params": {"num_kp": 3, "num_channels": 3, "estimate_jacobian": True},
+               "kp_detector_params": {"temperature": 0.1, "block_expansion": 4, "max_features": 16,
+                                      "num_blocks": 2, "scale_factor": 0.5},
+               "generator_params": {"block_expansion": 4, "max_features": 16, "num_down_blocks": 0,
+                                    "num_bottleneck_blocks": 1, "estimate_occlusion_map": True,
+                                    "dense_motion_params": {"block_expansion": 4, "max_features": 16,
+                                                            "num_blocks": 2, "scale_factor": 0.5}}}}
+    plain = fomm.load_model(fomm.load_config(raw))
+    raw["model_params"]["generator_params"]["align_deformation"] = True
+    aligned = fomm.load_model(fomm.load_config(raw))
+    assert not plain.generator.align_deformation and aligned.generator.align_deformation
+    aligned.generator.load_state_dict(plain.generator.state_dict())
+    aligned.kp_detector.load_state_dict(plain.kp_detector.state_dict())
+    src, drv = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    outs = [m.generator(src, kp_source=m.kp_detector(src), kp_driving=m.kp_detector(drv)) for m in (plain, aligned)]
+    # Same weights, same 32x32 motion; only the resize to the 64x64 features differs.
+    torch.testing.assert_close(outs[0]["deformation"], outs[1]["deformation"])
+    assert (outs[0]["prediction"] - outs[1]["prediction"]).abs().max() > 1e-4

@@ -30,17 +30,22 @@ class SourceEncoding:
     small: torch.Tensor | None
 
 
-def deform_input(inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
-    """Warp ``inp [B, C, H, W]`` with ``deformation [B, h, w, 2]``.
+def deform_input(inp: torch.Tensor, deformation: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+    """Warp ``inp [B, C, H, W]`` with ``deformation [B, h, w, 2]`` (sampling positions in ``[-1, 1]``).
 
-    The deformation is bilinearly resized (``align_corners=False``) when its size differs, while the sampling itself
-    uses ``align_corners=True``: this mix is what the released checkpoints were trained with.
+    When ``(h, w) != (H, W)`` the deformation is bilinearly resized first. The authors resize with
+    ``align_corners=False`` but sample with ``align_corners=True``; that mix stretches the grid, so even an identity
+    deformation moves pixels by up to half a pixel (0 at the centre, +-0.5 at the borders) and the bilinear sampling
+    blurs the whole image (L1 0.0065 on Actions frames at 32 -> 64). The released checkpoints never hit it (their
+    deformation is made at the feature size) but a config whose dense-motion ``scale_factor`` differs from the feature
+    resolution does. ``aligned=True`` resizes with ``align_corners=True``, which maps an identity grid to the exact
+    identity grid at any size.
     """
     _, h_old, w_old, _ = deformation.shape
     _, _, h, w = inp.shape
     if (h_old, w_old) != (h, w):
         deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
-                                    align_corners=False).permute(0, 2, 3, 1)
+                                    align_corners=aligned).permute(0, 2, 3, 1)
     if inp.shape[0] != deformation.shape[0]:
         inp = inp.expand(deformation.shape[0], *inp.shape[1:])
     return grid_sample(inp, deformation)
@@ -52,13 +57,15 @@ class OcclusionAwareGenerator(nn.Module):
     Output keys: ``prediction [B, C, H, W]`` in ``[0, 1]``; with a dense-motion network also ``mask [B, K+1, h, w]``,
     ``sparse_deformed [B, K+1, C, h, w]``, ``deformation [B, h, w, 2]``, ``deformed [B, C, H, W]`` (the source warped by
     the deformation) and ``occlusion_map [B, 1, h, w]`` when estimated. A source batch of 1 is broadcast against a
-    batch of driving keypoints.
+    batch of driving keypoints. ``align_deformation``: see :func:`deform_input` (``aligned``).
     """
 
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False) -> None:
+                 dense_motion_params: dict | None = None, estimate_jacobian: bool = False,
+                 align_deformation: bool = False) -> None:
         super().__init__()
+        self.align_deformation = align_deformation
         if dense_motion_params is not None:
             self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
                                                            estimate_occlusion_map=estimate_occlusion_map,
@@ -113,7 +120,7 @@ class OcclusionAwareGenerator(nn.Module):
             result["sparse_deformed"] = motion["sparse_deformed"]
             deformation = motion["deformation"]
             result["deformation"] = deformation
-            out = deform_input(out, deformation)
+            out = deform_input(out, deformation, self.align_deformation)
             occlusion = motion.get("occlusion_map")
             if occlusion is not None:
                 result["occlusion_map"] = occlusion
@@ -121,7 +128,7 @@ class OcclusionAwareGenerator(nn.Module):
                     occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=False)
                 out = out * occlusion
             if with_deformed:
-                result["deformed"] = deform_input(enc.image, deformation)
+                result["deformed"] = deform_input(enc.image, deformation, self.align_deformation)
         elif out.shape[0] != kp_driving["value"].shape[0]:
             out = out.expand(kp_driving["value"].shape[0], *out.shape[1:])
 
