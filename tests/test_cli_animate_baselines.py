@@ -129,3 +129,31 @@ def test_monkeynet_needs_a_config(inputs, tmp_path, capsys):
     assert main(["animate", "--model", "monkeynet", "--random-weights", "--source", str(source), "--driving",
                  str(driving), "-o", str(tmp_path / "o.mp4")]) == 2
     assert "needs --config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["monkeynet", "x2face"])
+def test_reduced_precision_is_refused_for_baselines(inputs, tmp_path, capsys, model):
+    """--precision bf16 used to run a baseline in fp32 without a word; it must say so and write nothing."""
+    source, driving = inputs
+    out = tmp_path / "o.mp4"
+    assert main(["animate", "--model", model, "--config", "actions-64", "--random-weights", "--source", str(source),
+                 "--driving", str(driving), "--precision", "bf16", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "precision 'bf16'" in err and f"{model} models" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_make_animator_passes_fomm_speed_options():
+    model = fomm.load_model("actions-64")
+    animator = make_animator(model, precision="bf16", channels_last=True)
+    assert type(animator).__name__ == "Animator"
+    assert animator.precision == "bf16" and animator.channels_last
+
+
+def test_make_animator_refuses_reduced_precision_on_onnx():
+    from types import SimpleNamespace
+
+    from fomm.errors import InputError
+
+    with pytest.raises(InputError, match="the ONNX backend run in fp32"):
+        make_animator(SimpleNamespace(backend="onnx", model="fomm"), precision="fp16")

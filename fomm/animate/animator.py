@@ -228,6 +228,11 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
     if crop_increase < 0:
         raise InputError(f"crop increase must be >= 0, got {crop_increase}")
     total = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
+    from .baselines import make_animator
+
+    # Built before any cropping work, so an option the model cannot honour fails at once.
+    animator = make_animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                             batch_size=batch_size, precision=precision, channels_last=channels_last)
 
     plan = None
     paste = None
@@ -257,20 +262,6 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
 
         best_frame = _find(src_model, driving_frames(), landmarks=landmarks, progress=progress, total=total)
 
-    if getattr(model, "backend", "torch") == "onnx":
-        from ..realtime.onnx_runtime import OnnxAnimator
-
-        animator: Any = OnnxAnimator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
-                                     batch_size=batch_size)
-    elif getattr(model, "model", "fomm") == "fomm":
-        animator = Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
-                            batch_size=batch_size, precision=precision, channels_last=channels_last)
-    else:
-        from .baselines import make_animator
-
-        # Monkey-Net and X2Face get their own transfer (fomm.animate.baselines).
-        animator = make_animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
-                                 batch_size=batch_size)
     animator.set_source(src_model)
     if best_frame:
         animator.set_initial_driving(nth_frame(driving, best_frame, driving_frames()))

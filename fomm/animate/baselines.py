@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..api import LoadedModel
+from ..errors import InputError
 from ..io.image import image_to_tensor
 from .animator import stream_batches
 
@@ -125,15 +126,29 @@ class X2FaceAnimator(_StreamingBase):
 
 
 def make_animator(model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
-                  batch_size: int = 4):
-    """The streaming animator for ``model.model`` (``fomm``, ``monkeynet`` or ``x2face``)."""
-    if model.model == "monkeynet":
+                  batch_size: int = 4, precision: str = "fp32", channels_last: bool = False):
+    """The streaming animator for ``model``: an ONNX model (``backend == "onnx"``) or a loaded ``fomm``,
+    ``monkeynet`` or ``x2face`` model. ``precision`` and ``channels_last`` are torch FOMM speed options (see
+    :class:`fomm.animate.Animator`); ``channels_last`` is a hint the other engines ignore, while a reduced
+    ``precision`` they cannot honour is an :class:`InputError` rather than a silent fp32 run."""
+    backend = getattr(model, "backend", "torch")
+    kind = getattr(model, "model", "fomm")
+    if precision != "fp32" and (backend != "torch" or kind != "fomm"):
+        what = "the ONNX backend" if backend != "torch" else f"{kind} models"
+        raise InputError(f"precision {precision!r} is a torch FOMM option; {what} run in fp32 (drop --precision)")
+    if backend == "onnx":
+        from ..realtime.onnx_runtime import OnnxAnimator
+
+        return OnnxAnimator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
+                            batch_size=batch_size)
+    if kind == "monkeynet":
         return MonkeyNetAnimator(model, relative, adapt_movement_scale, batch_size)
-    if model.model == "x2face":
+    if kind == "x2face":
         return X2FaceAnimator(model, relative, adapt_movement_scale, batch_size)
     from .animator import Animator
 
-    return Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size)
+    return Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size,
+                    precision=precision, channels_last=channels_last)
 
 
 __all__ = ["MonkeyNetAnimator", "X2FaceAnimator", "make_animator"]
