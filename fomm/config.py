@@ -31,8 +31,21 @@ def _split_known(cls: type, data: dict[str, Any] | None, where: str) -> tuple[di
     return known, extra
 
 
+# Scalar fields are checked here, where the YAML is read: a wrong type ("estimate_occlusion_map: maybe") would
+# otherwise be truthy and silently change the model, or fail deep inside torch with a traceback.
+_SCALAR_CHECKS = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+}
+
+
 def _build(cls: type, data: dict[str, Any] | None, where: str):
     known, extra = _split_known(cls, data, where)
+    for f in dataclasses.fields(cls):
+        check = _SCALAR_CHECKS.get(str(f.type))
+        if check is not None and f.name in known and not check[0](known[f.name]):
+            raise ConfigError(f"config section '{where}': {f.name} must be {check[1]}, got {known[f.name]!r}")
     try:
         obj = cls(**known)
     except TypeError as exc:  # a required key is missing

@@ -38,3 +38,18 @@ def _write(tmp_path, text):
     p = tmp_path / "ok.yaml"
     p.write_text(text)
     return p
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("generator_params", "align_deformation", "maybe", "align_deformation must be true or false, got 'maybe'"),
+    ("generator_params", "estimate_occlusion_map", 1, "estimate_occlusion_map must be true or false, got 1"),
+    ("common_params", "num_kp", "ten", "num_kp must be an integer, got 'ten'"),
+    ("kp_detector_params", "temperature", True, "temperature must be a number, got True"),
+])
+def test_wrong_scalar_types_are_one_config_error(section, key, value, message):
+    """A wrong type used to be truthy (bools) or fail inside torch with a traceback; it must be named up front."""
+    with pytest.raises(ConfigError, match=message):
+        FommConfig.from_dict({"model_params": {section: {key: value}}})
+    # The right types of the same keys load.
+    good = {"align_deformation": True, "estimate_occlusion_map": False, "num_kp": 10, "temperature": 1}[key]
+    FommConfig.from_dict({"model_params": {section: {key: good}}})
