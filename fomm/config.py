@@ -95,6 +95,9 @@ class GeneratorParams:
     # Ours: resize a coarser deformation to the feature size with align_corners=True (see
     # fomm.models.fomm.generator.deform_input). False is the authors' resize, which their checkpoints expect.
     align_deformation: bool = False
+    # Ours: blend the output with the source warped at full resolution through a learned per-pixel mask (see
+    # fomm.models.fomm.generator.OcclusionAwareGenerator). False is the authors' generator.
+    blend_deformed: bool = False
     dense_motion_params: DenseMotionParams | None = field(default_factory=DenseMotionParams)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -173,6 +176,9 @@ class FommConfig:
         dm_raw = gen_raw.pop("dense_motion_params", None)
         gen = _build(GeneratorParams, gen_raw, "generator_params")
         gen.dense_motion_params = None if dm_raw is None else _build(DenseMotionParams, dm_raw, "dense_motion_params")
+        if gen.blend_deformed and gen.dense_motion_params is None:
+            raise ConfigError(f"{source or name}: generator_params.blend_deformed needs dense_motion_params (it blends "
+                              "with the source warped by the dense motion); add them or set blend_deformed: false")
         model = ModelParams(
             common_params=_build(CommonParams, mp.get("common_params"), "common_params"),
             kp_detector_params=_build(KPDetectorParams, mp.get("kp_detector_params"), "kp_detector_params"),

@@ -290,6 +290,22 @@ def _apply_config_milestones(sched: torch.optim.lr_scheduler.MultiStepLR, milest
     return replaced
 
 
+# Heads a config may add on top of a model trained without them; --init-checkpoint starts them fresh.
+_OPTIONAL_HEADS = ("blend.",)
+
+
+def _fresh_head_keys(net: nn.Module, state: Mapping[str, Any]) -> set[str]:
+    """Keys of ``net`` under :data:`_OPTIONAL_HEADS` that ``state`` lacks, when ``state`` lacks every key of
+    that head (a partly present head is a mismatch, left to the strict loader to report)."""
+    own = net.state_dict()
+    fresh: set[str] = set()
+    for prefix in _OPTIONAL_HEADS:
+        keys = {k for k in own if k.startswith(prefix)}
+        if keys and not any(k.startswith(prefix) for k in state):
+            fresh |= keys
+    return fresh
+
+
 def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -340,7 +356,15 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
         container = load_container(opts.init_checkpoint)
         for name, net in objective.networks().items():
             if name in container:
-                load_state_dict_strict(net, container[name], name, opts.init_checkpoint)
+                fresh = _fresh_head_keys(net, container[name])
+                state = dict(container[name])
+                if fresh:
+                    # Fine-tuning a model into a config that adds an output head (blend_deformed): everything
+                    # else must still fit exactly; the head keeps its seeded initial weights.
+                    state.update({k: v for k, v in net.state_dict().items() if k in fresh})
+                    say(f"--init-checkpoint: '{name}' has no {', '.join(sorted(fresh))}; "
+                        "starting that head from fresh weights")
+                load_state_dict_strict(net, state, name, opts.init_checkpoint)
     if ctx.distributed and ctx.device.type == "cuda":
         # The original trainers synchronised batch norm across GPUs; SyncBatchNorm is CUDA-only in torch.
         nn.SyncBatchNorm.convert_sync_batchnorm(objective)
