@@ -107,13 +107,15 @@ def test_checkpoints_must_match_the_head(tmp_path):
 
 
 def _tiny_blend_config(tmp_path):
-    path = tiny_config(tmp_path)
-    cfg = yaml.safe_load(path.read_text())
-    cfg["model_params"]["generator_params"]["blend_deformed"] = True
-    cfg["train_params"]["num_epochs"] = 1
-    out = tmp_path / "tiny-blend.yaml"
-    out.write_text(yaml.safe_dump(cfg))
-    return path, out
+    """Two tiny training configs from the bundled one: without and with the blend head."""
+    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+    paths = []
+    for blend in (False, True):
+        cfg["model_params"]["generator_params"]["blend_deformed"] = blend
+        cfg["train_params"]["num_epochs"] = 1
+        paths.append(tmp_path / f"tiny-blend-{blend}.yaml")
+        paths[-1].write_text(yaml.safe_dump(cfg))
+    return paths
 
 
 def test_fine_tuning_adds_the_head_to_a_model_trained_without_it(tmp_path):
