@@ -332,6 +332,24 @@ def test_cli_export_then_animate_onnx_matches_torch(small, tmp_path, capsys):
 
 
 @needs_onnx
+def test_cli_example_on_onnx_uses_the_shipped_models_own_pair(tmp_path, capsys):
+    """The body model's export remembers its name: --example animates the body pair, not the face fallback."""
+    from fomm.pretrained import REGISTRY, load_pretrained
+    from fomm.realtime import OnnxModel, export_onnx
+
+    export_onnx(load_pretrained("actions-64"), tmp_path / "export")
+    assert OnnxModel(tmp_path / "export").meta["pretrained"] == "actions-64"
+    out = tmp_path / "out.mp4"
+    assert _run(["animate", "--backend", "onnx", "--onnx-dir", str(tmp_path / "export"), "--example",
+                 "-o", str(out), "-q"]) == 0
+    from fomm.assets import example_path
+
+    expected = sum(1 for _ in iter_frames(example_path(REGISTRY["actions-64"].example_driving)))
+    assert expected != sum(1 for _ in iter_frames(example_path("driving.mp4")))  # the two pairs are told apart
+    assert len(list(iter_frames(out))) == expected
+
+
+@needs_onnx
 def test_cli_animate_onnx_exports_on_the_fly(small, tmp_path):
     from fomm.assets import example_path
 

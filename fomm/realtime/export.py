@@ -204,6 +204,9 @@ def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPS
         "image_size": [h, w], "num_channels": common.num_channels, "num_kp": common.num_kp,
         "has_jacobian": has_jac, "has_occlusion": has_occ, "checkpoint": model.checkpoint,
         "config_name": getattr(cfg, "name", None), "config": cfg.to_dict(),
+        # A shipped model's name travels with its export, so `fomm animate --example --backend onnx` picks the
+        # example pair that model was trained for, as the torch backend does.
+        "pretrained": (getattr(model, "meta", None) or {}).get("pretrained"),
         "graphs": {k: {"file": GRAPH_FILES[k], **v} for k, v in names.items()},
     }
     tmp = sidecar.with_name(f".{SIDECAR}.partial")
