@@ -294,15 +294,14 @@ def _apply_config_milestones(sched: torch.optim.lr_scheduler.MultiStepLR, milest
 _OPTIONAL_HEADS = ("blend.",)
 
 
-def _fresh_head_keys(net: nn.Module, state: Mapping[str, Any]) -> set[str]:
-    """Keys of ``net`` under :data:`_OPTIONAL_HEADS` that ``state`` lacks, when ``state`` lacks every key of
-    that head (a partly present head is a mismatch, left to the strict loader to report)."""
+def _fresh_heads(net: nn.Module, state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """``net``'s own (seeded, initial) tensors for each head under :data:`_OPTIONAL_HEADS` that ``state`` lacks
+    entirely (a partly present head is a mismatch, left to the strict loader to report)."""
     own = net.state_dict()
-    fresh: set[str] = set()
+    fresh: dict[str, torch.Tensor] = {}
     for prefix in _OPTIONAL_HEADS:
-        keys = {k for k in own if k.startswith(prefix)}
-        if keys and not any(k.startswith(prefix) for k in state):
-            fresh |= keys
+        if not any(k.startswith(prefix) for k in state):
+            fresh.update({k: v for k, v in own.items() if k.startswith(prefix)})
     return fresh
 
 
@@ -356,12 +355,12 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
         container = load_container(opts.init_checkpoint)
         for name, net in objective.networks().items():
             if name in container:
-                fresh = _fresh_head_keys(net, container[name])
-                state = dict(container[name])
+                state = container[name]
+                fresh = _fresh_heads(net, state)
                 if fresh:
                     # Fine-tuning a model into a config that adds an output head (blend_deformed): everything
                     # else must still fit exactly; the head keeps its seeded initial weights.
-                    state.update({k: v for k, v in net.state_dict().items() if k in fresh})
+                    state = {**state, **fresh}
                     say(f"--init-checkpoint: '{name}' has no {', '.join(sorted(fresh))}; "
                         "starting that head from fresh weights")
                 load_state_dict_strict(net, state, name, opts.init_checkpoint)

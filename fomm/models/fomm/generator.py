@@ -150,9 +150,9 @@ class OcclusionAwareGenerator(nn.Module):
         with self._fp32_island(out, fp32_islands):
             decoded = torch.sigmoid(self.final(out.float() if fp32_islands else out))
             if self.blend is not None:
-                # A reduced-precision view hands its up blocks' dtype to the fp32 head.
-                feats = out.float() if fp32_islands or out.dtype != self.blend.weight.dtype else out
-                m = torch.sigmoid(self.blend(feats))
+                # The head runs in its weights' dtype (fp32 even when a reduced-precision view or an fp32 island
+                # hands it bf16/fp16 features).
+                m = torch.sigmoid(self.blend(out.to(self.blend.weight.dtype)))
                 result["blend_mask"] = m
                 decoded = decoded + m * (deformed - decoded)
             result["prediction"] = decoded
