@@ -261,6 +261,51 @@ def test_strip_checkpoint_makes_a_small_inference_file(tmp_path, data):
     fomm.load_model(str(cfg), small)
 
 
+def test_fine_tuning_at_another_input_scale_keeps_every_learned_weight(tmp_path, data):
+    """--init-checkpoint into a config whose dense motion runs at full resolution (the checkpoint's at half) and
+    whose keypoint detector runs at half (the checkpoint's at full): the anti-alias kernels follow the config."""
+    import fomm
+    from fomm.train.trainer import _rescaled_kernels
+
+    base_path = tiny_config(tmp_path)
+    cfg = yaml.safe_load(base_path.read_text())
+    mp = cfg["model_params"]
+    assert mp["generator_params"]["dense_motion_params"]["scale_factor"] == 0.5
+    assert mp["kp_detector_params"]["scale_factor"] == 1
+    mp["generator_params"]["dense_motion_params"]["scale_factor"] = 1.0
+    mp["kp_detector_params"]["scale_factor"] = 0.5
+    cfg["train_params"]["num_epochs"] = 1
+    rescaled_path = tmp_path / "rescaled.yaml"
+    rescaled_path.write_text(yaml.safe_dump(cfg))
+
+    base = train(_opts(base_path, data, tmp_path / "base", epochs=1))
+    said: list[str] = []
+    tuned = train(_opts(rescaled_path, data, tmp_path / "tuned", init_checkpoint=str(base.last_checkpoint),
+                        log=said.append))
+    assert any("'generator'" in m and "'dense_motion_network'" in m and "anti-alias" in m for m in said), said
+    assert any("'kp_detector'" in m and "anti-alias" in m for m in said), said
+    fomm.load_model(str(rescaled_path), tuned.last_checkpoint)
+
+    # What the fine-tune starts from: the checkpoint's learned tensors, bit for bit; only kernels differ.
+    old = load_container(base.last_checkpoint)
+    new = fomm.load_model(str(rescaled_path))
+    for name, net in (("generator", new.generator), ("kp_detector", new.kp_detector)):
+        state, _ = _rescaled_kernels(net, old[name])
+        net.load_state_dict(state)
+        kernels = {k for k in set(state) | set(old[name]) if k.endswith("down.weight")}
+        assert kernels, name
+        for key, value in net.state_dict().items():
+            if key not in kernels:
+                assert torch.equal(value, old[name][key]), key
+        assert not (set(old[name]) - set(state)) - kernels
+
+    # Same scales: nothing is rescaled, nothing is said.
+    said.clear()
+    train(_opts(base_path, data, tmp_path / "same", init_checkpoint=str(base.last_checkpoint), epochs=1,
+                log=said.append))
+    assert not any("anti-alias" in m for m in said), said
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -305,6 +305,33 @@ def _fresh_heads(net: nn.Module, state: Mapping[str, Any]) -> dict[str, torch.Te
     return fresh
 
 
+def _rescaled_kernels(net: nn.Module, state: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``state`` with the fixed anti-alias kernels (``<module>.down.weight``) of ``net``'s config, and the names
+    of the modules whose kernel changed.
+
+    The kernels are Gaussians derived from a module's ``scale_factor``, not learned, and the networks they feed
+    are fully convolutional: fine-tuning a model at another input scale (e.g. the dense motion at full
+    resolution instead of half) keeps every learned weight. A module at scale 1 has no kernel, so one the
+    checkpoint stores for it is dropped."""
+    own = net.state_dict()
+    out = dict(state)
+    changed: list[str] = []
+    for name, mod in net.named_modules():
+        if not isinstance(getattr(mod, "scale_factor", None), (int, float)):
+            continue
+        key = f"{name}.down.weight" if name else "down.weight"
+        ours, theirs = own.get(key), state.get(key)
+        if ours is None and theirs is not None:
+            del out[key]
+        elif ours is not None and (theirs is None or tuple(theirs.shape) != tuple(ours.shape)
+                                   or not torch.allclose(theirs.float(), ours.float(), atol=1e-6)):
+            out[key] = ours
+        else:
+            continue
+        changed.append(name or type(net).__name__)
+    return out, changed
+
+
 def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -363,6 +390,10 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
                     state = {**state, **fresh}
                     say(f"--init-checkpoint: '{name}' has no {', '.join(sorted(fresh))}; "
                         "starting that head from fresh weights")
+                state, rescaled = _rescaled_kernels(net, state)
+                if rescaled:
+                    say(f"--init-checkpoint: '{name}': the config changes the input scale of "
+                        f"{', '.join(repr(r) for r in rescaled)}; its anti-alias kernel follows the config")
                 load_state_dict_strict(net, state, name, opts.init_checkpoint)
     if ctx.distributed and ctx.device.type == "cuda":
         # The original trainers synchronised batch norm across GPUs; SyncBatchNorm is CUDA-only in torch.
