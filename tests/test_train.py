@@ -261,6 +261,55 @@ def test_strip_checkpoint_makes_a_small_inference_file(tmp_path, data):
     fomm.load_model(str(cfg), small)
 
 
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path, data, capsys):
+    import fomm
+    from fomm.train.trainer import average_checkpoints
+
+    cfg = tiny_config(tmp_path)  # 2 epochs, a checkpoint after each
+    res = train(_opts(cfg, data, tmp_path / "run"))
+    paths = [p for _, p in list_checkpoints(res.run_dir)]
+    assert len(paths) == 2
+    a, b = (load_container(p) for p in paths)
+    out = tmp_path / "mean.pth.tar"
+    assert cli(["average-checkpoints", *map(str, paths), "-o", str(out)]) == 0
+    assert "the mean of 2 checkpoint(s)" in capsys.readouterr().out
+    mean = load_container(out)
+    assert set(mean) == {"generator", "kp_detector", "epoch", "fomm_train"}
+    assert mean["epoch"] == b["epoch"] == 1 and mean["fomm_train"]["averaged_epochs"] == [0, 1]
+    assert "rng" not in mean["fomm_train"]
+    differs = 0
+    for part in ("generator", "kp_detector"):
+        assert set(mean[part]) == set(a[part])
+        for key, value in mean[part].items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, (a[part][key] + b[part][key]) / 2, rtol=0, atol=1e-7)
+                differs += not torch.equal(a[part][key], b[part][key])
+            else:  # num_batches_tracked
+                assert torch.equal(value, b[part][key])
+    assert differs > 10  # the run's two checkpoints really differ
+    model = fomm.load_model(str(cfg), out)
+    assert model.generator is not None
+
+    # One checkpoint: the stripped checkpoint's weights.
+    one = load_container(average_checkpoints(paths[:1], tmp_path / "one.pth.tar"))
+    stripped = load_container(strip_checkpoint(paths[0], tmp_path / "stripped.pth.tar"))
+    for part in ("generator", "kp_detector"):
+        assert all(torch.equal(one[part][k], v) for k, v in stripped[part].items())
+
+    # Checkpoints of different configs, or a missing one: one line, nothing written.
+    other = tmp_path / "other.yaml"
+    raw = yaml.safe_load(cfg.read_text())
+    raw["model_params"]["common_params"]["num_kp"] = 4
+    other.write_text(yaml.safe_dump(raw))
+    foreign = train(_opts(other, data, tmp_path / "other", epochs=1)).last_checkpoint
+    for bad, why in (([paths[0], foreign], "does not match"), ([paths[0], tmp_path / "nope.pth.tar"], "not found")):
+        capsys.readouterr()
+        assert cli(["average-checkpoints", *map(str, bad), "-o", str(tmp_path / "bad.pth.tar")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fomm: error:") and why in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad.pth.tar").exists()
+
+
 def test_fine_tuning_at_another_input_scale_keeps_every_learned_weight(tmp_path, data):
     """--init-checkpoint into a config whose dense motion runs at full resolution (the checkpoint's at half) and
     whose keypoint detector runs at half (the checkpoint's at full): the anti-alias kernels follow the config."""

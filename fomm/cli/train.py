@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+# The entries an inference checkpoint of each model holds (discriminators and optimizer states only train).
+_INFERENCE_PARTS = {"fomm": ("generator", "kp_detector"), "monkeynet": ("generator", "kp_detector"),
+                    "x2face": ("state_dict",)}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on a video dataset (CPU, one GPU, or torchrun for many)",
@@ -34,6 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
+    a = sub.add_parser("average-checkpoints", help="average the weights of several checkpoints of one run",
+                       description="Write an inference checkpoint (original container, no optimizer state) whose "
+                                   "weights are the mean of the given checkpoints' (weight averaging). Average "
+                                   "checkpoints one run saved along its schedule; one checkpoint just strips it.")
+    a.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="checkpoints of one config")
+    a.add_argument("-o", "--out", required=True, help="the averaged .pth.tar to write")
+    a.add_argument("--model", default="fomm", choices=sorted(_INFERENCE_PARTS),
+                   help="which model's networks to keep (default: %(default)s)")
+    a.set_defaults(func=average_main)
+
 
 def main(args: argparse.Namespace) -> int:
     from ..train.trainer import TrainOptions, train
@@ -45,4 +59,12 @@ def main(args: argparse.Namespace) -> int:
         amp=args.amp, visualize_every=args.visualize_every, max_steps_per_epoch=args.max_steps_per_epoch,
         progress=not args.quiet))
     print(f"done: {result.epochs_completed} epoch(s), {result.steps} steps; last checkpoint {result.last_checkpoint}")
+    return 0
+
+
+def average_main(args: argparse.Namespace) -> int:
+    from ..train.trainer import average_checkpoints
+
+    out = average_checkpoints(args.checkpoints, args.out, keep=_INFERENCE_PARTS[args.model])
+    print(f"wrote {out}: the mean of {len(args.checkpoints)} checkpoint(s)")
     return 0

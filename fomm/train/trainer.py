@@ -31,7 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from fomm.checkpoint import atomic_save, load_container, load_state_dict_strict
+from fomm.checkpoint import atomic_save, load_container, load_state_dict_strict, state_dict_mismatch
 from fomm.errors import CheckpointError, ConfigError, FommError, InputError, OutputError
 
 CHECKPOINT_RE = re.compile(r"^(\d{8})-checkpoint\.pth\.tar$")
@@ -162,6 +162,47 @@ def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
     meta = container.get("fomm_train")
     if isinstance(meta, dict):
         out["fomm_train"] = {k: v for k, v in meta.items() if k != "rng"}
+    return atomic_save(out, dst)
+
+
+def average_checkpoints(srcs: Sequence[str | os.PathLike], dst: str | os.PathLike,
+                        keep: tuple[str, ...] = ("generator", "kp_detector")) -> Path:
+    """Write an inference checkpoint whose weights are the mean of several checkpoints' (weight averaging, as in
+    stochastic weight averaging), in the original container like :func:`strip_checkpoint`.
+
+    Averaging the checkpoints a run saved along one learning-rate schedule lands nearer the middle of the basin
+    they wander around than any single one of them. Floating-point tensors, batch-norm running statistics
+    included, are averaged in float64 and stored in their own dtype; integer ones (``num_batches_tracked``) are
+    taken from the last checkpoint, as are ``epoch`` and the training metadata.
+
+    Raises:
+        CheckpointError: no checkpoint given, one that cannot be read, lacks a ``keep`` entry, or whose tensors
+            differ in names or shapes from the first's (checkpoints of different configs).
+    """
+    srcs = [Path(s) for s in srcs]
+    if not srcs:
+        raise CheckpointError("no checkpoints to average; pass one or more .pth.tar files")
+    containers = [load_container(s) for s in srcs]
+    for src, c in zip(srcs, containers):
+        missing = [k for k in keep if k not in c]
+        if missing:
+            raise CheckpointError(f"{src}: no {', '.join(missing)} entry to average")
+    first, last = containers[0], containers[-1]
+    out: dict[str, Any] = {}
+    for part in keep:
+        for src, c in zip(srcs[1:], containers[1:]):
+            problems = state_dict_mismatch(first[part], c[part])
+            if problems:
+                raise CheckpointError(f"{src}: '{part}' does not match {srcs[0]}'s ({'; '.join(problems)}); "
+                                      "average checkpoints of one config only")
+        out[part] = {
+            key: (sum(c[part][key].double() for c in containers) / len(containers)).to(value.dtype)
+            if value.is_floating_point() else last[part][key]
+            for key, value in first[part].items()}
+    out["epoch"] = last.get("epoch", 0)
+    meta = last.get("fomm_train")
+    out["fomm_train"] = {k: v for k, v in meta.items() if k != "rng"} if isinstance(meta, dict) else {}
+    out["fomm_train"]["averaged_epochs"] = [c.get("epoch") for c in containers]
     return atomic_save(out, dst)
 
 
@@ -619,4 +660,4 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
 
 
 __all__ = ["DistContext", "TrainOptions", "TrainResult", "TrainingError", "init_distributed", "list_checkpoints",
-           "strip_checkpoint", "train"]
+           "strip_checkpoint", "average_checkpoints", "train"]
