@@ -93,5 +93,6 @@ def test_actions_model_beats_copying_on_held_out_performers(data_dir):
     clips = [p for p in load_split()["test"]]
     ours, copy = zip(*(_l1_vs_copy(model, np.asarray(Image.open(data_dir / "actions" / p).convert("RGB")))
                        for p in clips))
-    # measured with `fomm eval` on the whole leak-free test split: 0.0160 vs 0.0199 (see README)
-    assert np.mean(ours) < 0.9 * np.mean(copy)
+    # The target: at least 40% below copying the source on the leak-free test split. Here (video-averaged
+    # strips) 0.01193 vs 0.01990, 40.07%; `fomm eval` on decoded clips 0.0119 vs 0.0199, 40.3% (see README).
+    assert np.mean(ours) <= 0.6 * np.mean(copy)
