@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, OutputError
+from .io.image import apply_umask
 
 
 def load_container(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -104,6 +105,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

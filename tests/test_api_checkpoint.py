@@ -151,3 +151,25 @@ def test_load_model_baselines_and_cross_model_hints(golden_dir):
         fomm.load_model("vox-256", golden_dir / "x2face_small_model.pth")
     with pytest.raises(fomm.FommError, match="unknown model"):
         fomm.load_model("vox-256", model="tps")
+
+
+def test_atomic_writes_get_the_permissions_a_plain_open_gives(tmp_path):
+    """mkstemp makes 0600 files; checkpoints and eval reports must not end up unreadable to the group/others."""
+    import os
+    import stat
+
+    from fomm.checkpoint import atomic_save
+    from fomm.eval.frames import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        atomic_save({"w": torch.zeros(1)}, tmp_path / "c.pth.tar")
+        write_text_atomic(tmp_path / "m.md", "x")
+    finally:
+        os.umask(old)
+    want = stat.S_IMODE(plain.stat().st_mode)
+    assert want == 0o644
+    for name in ("c.pth.tar", "m.md"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == want, name

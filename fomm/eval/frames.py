@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from fomm.errors import InputError, OutputError
+from fomm.io.image import apply_umask
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -157,6 +158,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        apply_umask(tmp)
         os.replace(tmp, path)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err}; choose a writable output folder") from err

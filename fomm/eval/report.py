@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from fomm.errors import InputError, OutputError
+from fomm.io.image import apply_umask
 from fomm.eval.frames import write_text_atomic
 
 METRICS = ("l1", "akd", "mkr", "aed")
@@ -101,6 +102,7 @@ def _save_figure(fig, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100)
+        apply_umask(tmp)
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
@@ -217,6 +219,7 @@ def write_reports(
     fd, tmp = tempfile.mkstemp(prefix=".qualitative.", suffix=".png", dir=out_dir)
     os.close(fd)
     Image.fromarray(grid).save(tmp)
+    apply_umask(tmp)
     os.replace(tmp, paths["qualitative.png"])
     return paths
 
