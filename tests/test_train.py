@@ -28,7 +28,9 @@ def tiny_config(tmp_path: Path, adversarial: bool = False, size: int = 32) -> Pa
     mp["common_params"]["num_kp"] = 3
     mp["kp_detector_params"].update(block_expansion=8, max_features=16, num_blocks=2, scale_factor=1)
     mp["generator_params"].update(block_expansion=8, max_features=16, num_bottleneck_blocks=1)
-    mp["generator_params"]["dense_motion_params"].update(block_expansion=8, max_features=16, num_blocks=2)
+    # Half-resolution dense motion whatever the bundled config uses: tests below rely on the anti-alias path.
+    dense = mp["generator_params"]["dense_motion_params"]
+    dense.update(block_expansion=8, max_features=16, num_blocks=2, scale_factor=0.5)
     mp["discriminator_params"].update(block_expansion=8, max_features=16, num_blocks=2)
     cfg["dataset_params"]["frame_shape"] = [size, size, 3]
     tp = cfg["train_params"]
