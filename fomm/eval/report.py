@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from fomm.errors import InputError, OutputError
-from fomm.io.image import apply_umask
 from fomm.eval.frames import write_text_atomic
+from fomm.io.image import apply_umask
 
 METRICS = ("l1", "akd", "mkr", "aed")
 LABELS = {"l1": "L1", "akd": "AKD", "mkr": "MKR", "aed": "AED"}

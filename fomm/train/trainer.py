@@ -659,5 +659,5 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
                        steps=step, last_losses=last_losses, skipped_steps=skipped)
 
 
-__all__ = ["DistContext", "TrainOptions", "TrainResult", "TrainingError", "init_distributed", "list_checkpoints",
-           "strip_checkpoint", "average_checkpoints", "train"]
+__all__ = ["DistContext", "TrainOptions", "TrainResult", "TrainingError", "average_checkpoints", "init_distributed",
+           "list_checkpoints", "strip_checkpoint", "train"]
