@@ -153,16 +153,26 @@ def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
                      keep: tuple[str, ...] = ("generator", "kp_detector")) -> Path:
     """Write an inference-only copy of a training checkpoint (no optimizer/scheduler/RNG state, no
     discriminator by default), in the original container. Used to make the shipped models small."""
+    container = _load_parts(src, keep)
+    return atomic_save(_inference_container({k: container[k] for k in keep}, container), dst)
+
+
+def _load_parts(src: str | os.PathLike, keep: tuple[str, ...]) -> dict[str, Any]:
+    """The checkpoint at ``src``, which must hold every entry named in ``keep``."""
     container = load_container(src)
     missing = [k for k in keep if k not in container]
     if missing:
         raise CheckpointError(f"{src}: no {', '.join(missing)} entry to keep")
-    out: dict[str, Any] = {k: container[k] for k in keep}
-    out["epoch"] = container.get("epoch", 0)
-    meta = container.get("fomm_train")
+    return container
+
+
+def _inference_container(parts: dict[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+    """``parts`` with ``source``'s epoch and training metadata, less its RNG state (inference needs none)."""
+    out = dict(parts, epoch=source.get("epoch", 0))
+    meta = source.get("fomm_train")
     if isinstance(meta, dict):
         out["fomm_train"] = {k: v for k, v in meta.items() if k != "rng"}
-    return atomic_save(out, dst)
+    return out
 
 
 def average_checkpoints(srcs: Sequence[str | os.PathLike], dst: str | os.PathLike,
@@ -182,27 +192,21 @@ def average_checkpoints(srcs: Sequence[str | os.PathLike], dst: str | os.PathLik
     srcs = [Path(s) for s in srcs]
     if not srcs:
         raise CheckpointError("no checkpoints to average; pass one or more .pth.tar files")
-    containers = [load_container(s) for s in srcs]
-    for src, c in zip(srcs, containers):
-        missing = [k for k in keep if k not in c]
-        if missing:
-            raise CheckpointError(f"{src}: no {', '.join(missing)} entry to average")
+    containers = [_load_parts(s, keep) for s in srcs]
     first, last = containers[0], containers[-1]
-    out: dict[str, Any] = {}
+    parts: dict[str, Any] = {}
     for part in keep:
         for src, c in zip(srcs[1:], containers[1:]):
             problems = state_dict_mismatch(first[part], c[part])
             if problems:
                 raise CheckpointError(f"{src}: '{part}' does not match {srcs[0]}'s ({'; '.join(problems)}); "
                                       "average checkpoints of one config only")
-        out[part] = {
+        parts[part] = {
             key: (sum(c[part][key].double() for c in containers) / len(containers)).to(value.dtype)
             if value.is_floating_point() else last[part][key]
             for key, value in first[part].items()}
-    out["epoch"] = last.get("epoch", 0)
-    meta = last.get("fomm_train")
-    out["fomm_train"] = {k: v for k, v in meta.items() if k != "rng"} if isinstance(meta, dict) else {}
-    out["fomm_train"]["averaged_epochs"] = [c.get("epoch") for c in containers]
+    out = _inference_container(parts, last)
+    out.setdefault("fomm_train", {})["averaged_epochs"] = [c.get("epoch") for c in containers]
     return atomic_save(out, dst)
 
 
@@ -364,7 +368,7 @@ def _rescaled_kernels(net: nn.Module, state: Mapping[str, Any]) -> tuple[dict[st
         ours, theirs = own.get(key), state.get(key)
         if ours is None and theirs is not None:
             del out[key]
-        elif ours is not None and (theirs is None or tuple(theirs.shape) != tuple(ours.shape)
+        elif ours is not None and (theirs is None or theirs.shape != ours.shape
                                    or not torch.allclose(theirs.float(), ours.float(), atol=1e-6)):
             out[key] = ours
         else:
