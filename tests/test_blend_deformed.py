@@ -13,6 +13,7 @@ from fomm.checkpoint import load_container, save_checkpoint
 from fomm.errors import CheckpointError, ConfigError
 from fomm.train.trainer import train
 
+from test_realtime import decode_fp32_and_view
 from test_train import _opts, make_strips, tiny_config
 
 
@@ -139,7 +140,7 @@ def test_fine_tuning_adds_the_head_to_a_model_trained_without_it(tmp_path):
 
 
 def test_low_precision_view_keeps_the_blend_in_fp32():
-    from fomm.realtime.precision import calibrate_low_precision, cpu_supports_bf16, low_precision_view, psnr
+    from fomm.realtime.precision import cpu_supports_bf16, low_precision_view, psnr
 
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16 kernels")
@@ -147,13 +148,7 @@ def test_low_precision_view_keeps_the_blend_in_fp32():
     gen = blend.generator.eval()
     view = low_precision_view(gen, torch.bfloat16)
     assert view.blend is gen.blend and view.blend.weight.dtype == torch.float32
-    src, drv = torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    with torch.no_grad():
-        kp, kp_d = blend.kp_detector(src), blend.kp_detector(drv)
-        enc = gen.encode_source(src)
-        full = gen.decode(enc, kp, kp_d)
-        calibrate_low_precision(view, enc, kp)
-        got = view.decode(enc, kp, kp_d)
+    full, got = decode_fp32_and_view(blend, view, torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32))
     assert got["prediction"].dtype == torch.float32 and got["blend_mask"].dtype == torch.float32
     assert not torch.equal(got["prediction"], full["prediction"])
     assert psnr(got["prediction"], full["prediction"]) >= 35.0

@@ -18,6 +18,20 @@ from fomm.io.video import iter_frames
 from fomm.realtime import autocast_dtype, cpu_supports_bf16, psnr
 
 
+def decode_fp32_and_view(model, view, src, drv):
+    """``(fp32, reduced)``: ``model.generator``'s decode of ``src`` driven by ``drv``, and that of its
+    reduced-precision ``view`` after calibrating the view on the same source."""
+    from fomm.realtime.precision import calibrate_low_precision
+
+    gen = model.generator
+    with torch.no_grad():
+        kp, kp_d = model.kp_detector(src), model.kp_detector(drv)
+        enc = gen.encode_source(src)
+        full = gen.decode(enc, kp, kp_d)
+        calibrate_low_precision(view, enc, kp)
+        return full, view.decode(enc, kp, kp_d)
+
+
 def test_psnr_values():
     ref = torch.tensor([0.0, 1.0, 0.0, 1.0])
     assert psnr(ref, ref) == math.inf
@@ -100,7 +114,6 @@ def test_low_precision_view_runs_in_bf16_without_autocast(golden_dir):
     from fomm.realtime.precision import (
         CenteredLowPrecisionConv,
         LowPrecision,
-        calibrate_low_precision,
         low_precision_kp_detector,
         low_precision_view,
     )
@@ -120,12 +133,7 @@ def test_low_precision_view_runs_in_bf16_without_autocast(golden_dir):
     hook = view.bottleneck.module.r0.conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].dtype))
     src = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     drv = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        kp, kp_d = model.kp_detector(src), model.kp_detector(drv)
-        enc = gen.encode_source(src)
-        full = gen.decode(enc, kp, kp_d)
-        calibrate_low_precision(view, enc, kp)
-        got = view.decode(enc, kp, kp_d)
+    full, got = decode_fp32_and_view(model, view, src, drv)
     hook.remove()
     assert seen and set(seen) == {torch.bfloat16} and not torch.is_autocast_enabled("cpu")
     assert got["prediction"].dtype == torch.float32 and got["deformation"].dtype == torch.float32
@@ -137,7 +145,7 @@ def test_low_precision_view_runs_in_bf16_without_autocast(golden_dir):
     lp_kp = low_precision_kp_detector(model.kp_detector, torch.bfloat16)
     assert lp_kp.kp is model.kp_detector.kp and isinstance(lp_kp.predictor, LowPrecision)
     with torch.no_grad():
-        kp_lp = lp_kp(src)
+        kp, kp_lp = model.kp_detector(src), lp_kp(src)
     assert kp_lp["value"].dtype == torch.float32
     torch.testing.assert_close(kp_lp["value"], kp["value"], rtol=0, atol=2e-2)
 
