@@ -107,8 +107,10 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, fh)
         apply_umask(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # the target is a folder, the disk is full, ...: one line, not a traceback
+            raise OutputError(f"cannot write checkpoint to {path}: {exc.strerror or exc}") from None
         raise
     return path
 

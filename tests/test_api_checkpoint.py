@@ -173,3 +173,13 @@ def test_atomic_writes_get_the_permissions_a_plain_open_gives(tmp_path):
     assert want == 0o644
     for name in ("c.pth.tar", "m.md"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == want, name
+
+
+def test_atomic_save_onto_a_folder_is_one_error_and_leaves_nothing(tmp_path):
+    from fomm.checkpoint import atomic_save
+    from fomm.errors import OutputError
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OutputError, match="cannot write checkpoint to .*out: Is a directory"):
+        atomic_save({"w": torch.zeros(1)}, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any((tmp_path / "out").iterdir())
