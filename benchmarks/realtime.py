@@ -72,7 +72,7 @@ def load_frames(n: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tens
     from fomm.io.video import iter_frames
 
     source = image_to_tensor(read_image(example_path("source.png")), size)
-    frames = [image_to_tensor(f, size) for _, f in zip(range(n), iter_frames(example_path("driving.mp4")))]
+    frames = [image_to_tensor(f, size) for _, f in zip(range(n), iter_frames(example_path("driving.mp4")), strict=False)]
     return source, torch.cat(frames)
 
 

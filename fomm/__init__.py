@@ -8,10 +8,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .animate.normalize import normalize_kp
-from .api import LoadedModel, load_model
-from .config import FommConfig, bundled_configs, load_config
-from .errors import CheckpointError, ConfigError, FommError, InputError, OutputError
+from fomm.animate.normalize import normalize_kp
+from fomm.api import LoadedModel, load_model
+from fomm.config import FommConfig, bundled_configs, load_config
+from fomm.errors import CheckpointError, ConfigError, FommError, InputError, OutputError
 
 __all__ = [
     "CheckpointError", "ConfigError", "FommConfig", "FommError", "InputError", "LoadedModel", "OutputError",

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import load_container, load_state_dict_strict, state_dict_mismatch
-from .config import ConfigLike, bundled_configs, load_config
-from .errors import CheckpointError, FommError
+from fomm.checkpoint import load_container, load_state_dict_strict, state_dict_mismatch
+from fomm.config import ConfigLike, bundled_configs, load_config
+from fomm.errors import CheckpointError, FommError
 
 MODEL_NAMES = ("fomm", "monkeynet", "x2face")
 
@@ -61,9 +61,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bundled_shapes(name: str) -> dict[str, dict[str, tuple[int, ...]]]:
-    from .models.fomm import build_generator, build_kp_detector
+    from fomm.models.fomm import build_generator, build_kp_detector
 
     cfg = load_config(name)
     with torch.device("meta"):
@@ -159,7 +159,7 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
         return _load_monkeynet(config, checkpoint, dev, with_discriminator)
     if model == "x2face":
         return _load_x2face(config, checkpoint, dev, **baseline_files)
-    from .models.fomm import build_discriminator, build_generator, build_kp_detector
+    from fomm.models.fomm import build_discriminator, build_generator, build_kp_detector
 
     cfg = load_config(config)
     kp_detector = build_kp_detector(cfg)
@@ -190,7 +190,7 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
 
 
 def _load_monkeynet(config: Any, checkpoint: Any, dev: torch.device, with_discriminator: bool) -> LoadedModel:
-    from .models.monkeynet import MonkeyNetConfig, build_monkeynet, load_monkeynet_checkpoint
+    from fomm.models.monkeynet import MonkeyNetConfig, build_monkeynet, load_monkeynet_checkpoint
 
     cfg = MonkeyNetConfig.load(config)
     kp, gen, disc = build_monkeynet(cfg)
@@ -213,8 +213,8 @@ def _load_x2face(config: Any, checkpoint: Any, dev: torch.device, posereg: Any =
     """``config``: None/"x2face" (released architecture; ``LoadedModel.config`` is then the bare
     :class:`X2FaceConfig`), an X2FaceConfig, or an X2Face YAML / bundled name (``LoadedModel.config`` is then an
     :class:`~fomm.models.x2face.config.X2FaceRunConfig`, whose ``image_size`` is the dataset frame size)."""
-    from .models.x2face import X2Face, X2FaceConfig, load_x2face
-    from .models.x2face.config import X2FaceRunConfig
+    from fomm.models.x2face import X2Face, X2FaceConfig, load_x2face
+    from fomm.models.x2face.config import X2FaceRunConfig
 
     run: X2FaceRunConfig | None = None
     arch: X2FaceConfig | None = config if isinstance(config, X2FaceConfig) else None

@@ -13,15 +13,15 @@ import pickle
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError, OutputError
-from .io.image import apply_umask
+from fomm.errors import CheckpointError, OutputError
+from fomm.io.image import apply_umask
 
 
 def load_container(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

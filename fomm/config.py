@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import yaml
 
-from .errors import ConfigError
+from fomm.errors import ConfigError
 
 ConfigLike = Union[str, Path, "FommConfig", dict]
 
@@ -164,7 +164,7 @@ class FommConfig:
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], name: str = "custom", source: str | None = None) -> "FommConfig":
+    def from_dict(cls, data: dict[str, Any], name: str = "custom", source: str | None = None) -> FommConfig:
         if not isinstance(data, dict) or "model_params" not in data:
             raise ConfigError(
                 f"{source or name}: not a FOMM config (no 'model_params' section); pass a bundled name "
@@ -200,7 +200,7 @@ class FommConfig:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "FommConfig":
+    def from_yaml(cls, path: str | Path) -> FommConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")

@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InputError
+from fomm.errors import InputError
 
 if TYPE_CHECKING:
-    from .api import LoadedModel
+    from fomm.api import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,9 @@ def get_pretrained(name: str) -> PretrainedModel:
     return entry
 
 
-def load_pretrained(name: str = DEFAULT_MODEL, device: str = "cpu") -> "LoadedModel":
+def load_pretrained(name: str = DEFAULT_MODEL, device: str = "cpu") -> LoadedModel:
     """Load a shipped model by name (see :data:`REGISTRY`)."""
-    from .api import load_model
+    from fomm.api import load_model
 
     entry = get_pretrained(name)
     loaded = load_model(entry.config, entry.path, device=device, model=entry.model)

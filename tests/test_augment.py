@@ -7,8 +7,14 @@ import colorsys
 import numpy as np
 import pytest
 
-from fomm.datasets.augment import ClipAugmentation, _hsv_to_rgb, _rgb_to_hsv, adjust_contrast, adjust_hue, \
-    adjust_saturation
+from fomm.datasets.augment import (
+    ClipAugmentation,
+    _hsv_to_rgb,
+    _rgb_to_hsv,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+)
 from fomm.errors import ConfigError
 
 
@@ -51,10 +57,10 @@ def test_flips_and_determinism() -> None:
     for seed in range(10):
         frames, info = aug(clip, np.random.default_rng(seed))
         again, _ = aug(clip, np.random.default_rng(seed))
-        assert all(np.array_equal(a, b) for a, b in zip(frames, again))
+        assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
         order = clip[::-1] if info["time_flip"] else clip
         expected = [f[:, ::-1] if info["horizontal_flip"] else f for f in order]
-        assert all(np.allclose(a * 255, b) for a, b in zip(frames, expected))
+        assert all(np.allclose(a * 255, b) for a, b in zip(frames, expected, strict=True))
 
 
 def test_colour_ops() -> None:

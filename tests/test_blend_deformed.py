@@ -7,14 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from test_realtime import decode_fp32_and_view
+from test_train import _opts, make_strips, tiny_config
 
 import fomm
 from fomm.checkpoint import load_container, save_checkpoint
 from fomm.errors import CheckpointError, ConfigError
 from fomm.train.trainer import train
-
-from test_realtime import decode_fp32_and_view
-from test_train import _opts, make_strips, tiny_config
 
 
 def _raw(blend: bool, dense_motion: bool = True) -> dict:

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import make_strips
 
 import fomm
 from fomm.cli.main import main
 from fomm.eval.frames import read_video
 from fomm.eval.protocol import read_generated
 from fomm.models.monkeynet import transfer_one
-
-from test_train import make_strips
 
 
 @pytest.fixture(scope="module")

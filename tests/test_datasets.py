@@ -66,7 +66,7 @@ def test_strip_frames_match_columns(data_dir: Path) -> None:
     ds = FramesDataset(data_dir / "actions", (64, 64, 3), is_train=True, augmentation_params=None)
     item = ds[3]
     strip = np.asarray(Image.open(ds.folder / item["name"]).convert("RGB"))
-    for key, t in zip(("source", "driving"), item["frame_idx"].tolist()):
+    for key, t in zip(("source", "driving"), item["frame_idx"].tolist(), strict=True):
         expected = torch.from_numpy(strip[:, 64 * t: 64 * t + 64].copy()).permute(2, 0, 1).float() / 255
         assert torch.equal(item[key], expected)
 
@@ -136,7 +136,7 @@ def test_dataloader_workers_reproducible(data_dir: Path) -> None:
     ds = FramesDataset(data_dir / "actions", (64, 64, 3), augmentation_params=FLIP_JITTER, seed=1)
     ref = torch.stack([ds[i]["driving"] for i in range(8)])
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
-    got = torch.cat([b["driving"] for i, b in zip(range(2), loader)])
+    got = torch.cat([b["driving"] for i, b in zip(range(2), loader, strict=False)])
     assert torch.equal(ref, got)
 
 

@@ -32,7 +32,7 @@ def test_video_random_access_matches_streaming(tmp_path):
     reader = FrameReader(path)
     assert reader.num_frames == 60 and reader.frame_hw == (48, 64)
     got = reader.read([45, 3, 45, 59])
-    for frame, i in zip(got, [45, 3, 45, 59]):
+    for frame, i in zip(got, [45, 3, 45, 59], strict=True):
         assert np.array_equal(frame, streamed[i])
     assert got[0] is not got[2]  # repeated index: separate arrays
     # x264 puts a keyframe every 250 frames, so frame 45 needs ~46 decodes; never the whole file twice

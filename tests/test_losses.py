@@ -8,9 +8,20 @@ import pytest
 import torch
 
 from fomm.errors import ConfigError, FommError
-from fomm.train.losses import (ImagePyramid, PerceptualLoss, PyramidL1Loss, Transform, VGG19Features,
-                               build_reconstruction_loss, discriminator_gan_loss, equivariance_jacobian_loss,
-                               equivariance_value_loss, feature_matching_loss, generator_gan_loss, ssim)
+from fomm.train.losses import (
+    ImagePyramid,
+    PerceptualLoss,
+    PyramidL1Loss,
+    Transform,
+    VGG19Features,
+    build_reconstruction_loss,
+    discriminator_gan_loss,
+    equivariance_jacobian_loss,
+    equivariance_value_loss,
+    feature_matching_loss,
+    generator_gan_loss,
+    ssim,
+)
 
 # Convolution positions in torchvision's vgg19().features (the pooling/ReLU layers have no weights).
 TV_CONVS = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]

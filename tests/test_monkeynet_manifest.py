@@ -25,7 +25,7 @@ def test_state_dict_matches_manifest(golden_dir: Path, name: str) -> None:
     config = MonkeyNetConfig.from_dict({"model_params": manifest["model_params"]})
     # Meta tensors: full-size shapes without allocating or initialising ~100M parameters.
     with torch.device("meta"):
-        modules = dict(zip(["kp_detector", "generator", "discriminator"], build_monkeynet(config)))
+        modules = dict(zip(["kp_detector", "generator", "discriminator"], build_monkeynet(config), strict=True))
     for part, module in modules.items():
         expected = [{k: e[k] for k in ("key", "shape", "dtype", "kind")} for e in manifest[part]]
         got = _entries(module)

@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from fomm.errors import ConfigError, InputError
-from fomm.models.monkeynet import (MonkeyNetConfig, build_monkeynet, check_frame_size, gaussian2kp, kp2gaussian,
-                                   load_monkeynet, normalize_kp, transfer_one)
+from fomm.models.monkeynet import (
+    MonkeyNetConfig,
+    build_monkeynet,
+    check_frame_size,
+    gaussian2kp,
+    kp2gaussian,
+    load_monkeynet,
+    normalize_kp,
+    transfer_one,
+)
 from fomm.models.monkeynet.keypoints import smallest_singular
 
 BASE = {

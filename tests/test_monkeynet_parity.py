@@ -112,7 +112,7 @@ def test_checkpoint_reload_is_deterministic(model, golden_dir: Path) -> None:
     config, kp_detector, generator = model
     kp2, gen2, disc2 = load_monkeynet(config, golden_dir / "mnet_small_cpk.pth.tar", with_discriminator=True)
     for a, b in ((kp_detector, kp2), (generator, gen2)):
-        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
             assert ka == kb and torch.equal(va, vb)
     cpk = torch.load(golden_dir / "mnet_small_cpk.pth.tar", map_location="cpu", weights_only=True)
     for k, v in cpk["discriminator"].items():

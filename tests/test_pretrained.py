@@ -10,7 +10,6 @@ from fomm.cli.main import main as cli
 from fomm.errors import InputError
 from fomm.pretrained import DEFAULT_MODEL, REGISTRY, get_pretrained, list_pretrained, load_pretrained
 
-
 NETWORKS = {"fomm": {"generator", "kp_detector"}, "monkeynet": {"generator", "kp_detector"},
             "x2face": {"state_dict"}}
 
@@ -79,7 +78,7 @@ def test_shapes_model_reconstructs_far_better_than_copying_the_source(data_dir):
 
     model = load_pretrained("shapes-64")
     test = sorted((data_dir / "shapes" / "test").iterdir())[:8]
-    ours, copy = zip(*(_l1_vs_copy(model, np.asarray(Image.open(p).convert("RGB"))) for p in test))
+    ours, copy = zip(*(_l1_vs_copy(model, np.asarray(Image.open(p).convert("RGB"))) for p in test), strict=True)
     # measured on 200 test clips: 0.0044 vs 0.0247
     assert np.mean(ours) < 0.5 * np.mean(copy)
 
@@ -92,7 +91,7 @@ def test_actions_model_beats_copying_on_held_out_performers(data_dir):
     model = load_pretrained("actions-64")
     clips = [p for p in load_split()["test"]]
     ours, copy = zip(*(_l1_vs_copy(model, np.asarray(Image.open(data_dir / "actions" / p).convert("RGB")))
-                       for p in clips))
+                       for p in clips), strict=True)
     # The target: at least 40% below copying the source on the leak-free test split. Here (video-averaged
     # strips) 0.01193 vs 0.01990, 40.07%; `fomm eval` on decoded clips 0.0119 vs 0.0199, 40.3% (see README).
     assert np.mean(ours) <= 0.6 * np.mean(copy)

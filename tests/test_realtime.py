@@ -323,7 +323,7 @@ def test_cli_export_then_animate_onnx_matches_torch(small, tmp_path, capsys):
     driving.mkdir()
     from fomm.io.image import write_image
 
-    for i, frame in zip(range(5), iter_frames(example_path("driving.mp4"))):
+    for i, frame in zip(range(5), iter_frames(example_path("driving.mp4")), strict=False):
         write_image(driving / f"{i:03d}.png", frame)
     common = ["--source", str(example_path("source.png")), "--driving", str(driving), "-q"]
     assert _run(["animate", "--backend", "onnx", "--onnx-dir", str(onnx_dir), *common,
@@ -334,7 +334,7 @@ def test_cli_export_then_animate_onnx_matches_torch(small, tmp_path, capsys):
     assert len(onnx_frames) == len(torch_frames) == 5
     from fomm.io.image import read_image
 
-    for a, b in zip(onnx_frames, torch_frames):
+    for a, b in zip(onnx_frames, torch_frames, strict=True):
         diff = np.abs(read_image(a).astype(int) - read_image(b).astype(int))
         assert diff.max() <= 1  # uint8 rounding of outputs equal within 1e-4
 
@@ -366,7 +366,7 @@ def test_cli_animate_onnx_exports_on_the_fly(small, tmp_path):
     drv.mkdir()
     from fomm.io.image import write_image
 
-    for i, frame in zip(range(3), iter_frames(example_path("driving.mp4"))):
+    for i, frame in zip(range(3), iter_frames(example_path("driving.mp4")), strict=False):
         write_image(drv / f"{i:03d}.png", frame)
     assert _run(["animate", "--backend", "onnx", *small, "--source", str(example_path("source.png")),
                  "--driving", str(drv), "-o", str(out), "-q"]) == 0

@@ -159,8 +159,8 @@ def test_adversarial_config_trains_the_discriminator(tmp_path, data):
     c = load_container(res.last_checkpoint)
     assert "optimizer_discriminator" in c
     torch.manual_seed(0)
-    from fomm.train.trainer import _seed_for
     from fomm.models.fomm import build_discriminator
+    from fomm.train.trainer import _seed_for
 
     torch.manual_seed(_seed_for(0, 0xC0DE))
     from fomm.train.objectives import build_fomm_objective

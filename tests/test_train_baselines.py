@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_train import make_strips
 
 import fomm
 from fomm.checkpoint import load_container
@@ -20,8 +21,6 @@ from fomm.models.x2face import X2Face, load_x2face
 from fomm.models.x2face.config import X2FaceRunConfig
 from fomm.train.baselines import MonkeyNetObjective, X2FaceObjective, feature_matching_reconstruction
 from fomm.train.trainer import TrainOptions, list_checkpoints, train
-
-from test_train import make_strips
 
 
 def tiny_monkeynet(tmp_path: Path, size: int = 32, **train_overrides) -> Path:
@@ -155,7 +154,7 @@ def test_monkeynet_losses_follow_the_paper():
     kpd = {k: v[:, 1:] for k, v in generated["kp_joined"].items()}
     real = disc(batch["driving"].unsqueeze(2), kp_driving=kpd, kp_source=kps)
     fake = disc(generated["video_prediction"], kp_driving=kpd, kp_source=kps)
-    expected = sum(w * (r - f).abs().mean() for w, r, f in zip([10, 10, 1], real[:-1], fake[:-1]))
+    expected = sum(w * (r - f).abs().mean() for w, r, f in zip([10, 10, 1], real[:-1], fake[:-1], strict=True))
     assert torch.allclose(losses["reconstruction"], expected)
     assert torch.allclose(losses["gen_gan"], ((1 - fake[-1]) ** 2).mean())
     assert torch.allclose(losses["reconstruction_deformed"],

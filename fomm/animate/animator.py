@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..api import LoadedModel
-from ..crop.boxes import DEFAULT_INCREASE
-from ..errors import InputError
-from ..io.image import image_to_tensor, read_image, resize_uint8, tensor_to_uint8
-from ..io.video import check_output_path, iter_frames, open_writer, probe_video
-from .normalize import normalize_kp
+from fomm.animate.normalize import normalize_kp
+from fomm.api import LoadedModel
+from fomm.crop.boxes import DEFAULT_INCREASE
+from fomm.errors import InputError
+from fomm.io.image import image_to_tensor, read_image, resize_uint8, tensor_to_uint8
+from fomm.io.video import check_output_path, iter_frames, open_writer, probe_video
 
 if TYPE_CHECKING:
-    from .autocrop import AutoCropPlan
+    from fomm.animate.autocrop import AutoCropPlan
 
 KP = dict[str, torch.Tensor]
 
@@ -65,8 +65,8 @@ class Animator:
 
     def __init__(self, model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
                  batch_size: int = 4, precision: str = "fp32", channels_last: bool = False) -> None:
-        from ..realtime.fuse import fused_view
-        from ..realtime.precision import autocast_dtype, low_precision_kp_detector, low_precision_view
+        from fomm.realtime.fuse import fused_view
+        from fomm.realtime.precision import autocast_dtype, low_precision_kp_detector, low_precision_view
 
         self.model = model
         self.relative = relative
@@ -113,7 +113,7 @@ class Animator:
         self._encoding = self.model.generator.encode_source(src)
         self._kp_initial = None
         if self._amp_dtype is not None:
-            from ..realtime.precision import calibrate_low_precision
+            from fomm.realtime.precision import calibrate_low_precision
 
             calibrate_low_precision(self._generator, self._encoding, self._kp_source)
 
@@ -228,7 +228,7 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
     if crop_increase < 0:
         raise InputError(f"crop increase must be >= 0, got {crop_increase}")
     total = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
-    from .baselines import make_animator
+    from fomm.animate.baselines import make_animator
 
     # Built before any cropping work, so an option the model cannot honour fails at once.
     animator = make_animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
@@ -237,7 +237,7 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
     plan = None
     paste = None
     if auto_crop:
-        from .autocrop import AutoCropPlan, PasteBack, cropped_frames, driving_face_box, source_face_crop
+        from fomm.animate.autocrop import AutoCropPlan, PasteBack, cropped_frames, driving_face_box, source_face_crop
 
         side = max(model.image_size)
         src_model, src_box, src_face = source_face_crop(src, side, crop_increase)
@@ -258,7 +258,7 @@ def animate_video(model: LoadedModel, source: str | os.PathLike | np.ndarray, dr
         size = _parse_size(output_size, model.image_size)
 
     if find_best_frame and best_frame is None:
-        from .best_frame import find_best_frame as _find
+        from fomm.animate.best_frame import find_best_frame as _find
 
         best_frame = _find(src_model, driving_frames(), landmarks=landmarks, progress=progress, total=total)
 

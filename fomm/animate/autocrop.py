@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..crop.boxes import Box, crop_and_resize, fit_box, square_box
-from ..crop.detect import Backend, FaceDetector
-from ..crop.paste import PasteBack, auto_crop_image
-from ..crop.video import DEFAULT_INCREASE, _smooth, track_faces
-from ..errors import InputError
-from ..io.video import iter_frames, probe_video
+from fomm.crop.boxes import Box, crop_and_resize, fit_box, square_box
+from fomm.crop.detect import Backend, FaceDetector
+from fomm.crop.paste import PasteBack, auto_crop_image
+from fomm.crop.video import DEFAULT_INCREASE, _smooth, track_faces
+from fomm.errors import InputError
+from fomm.io.video import iter_frames, probe_video
 
 #: The driving video's face is looked for on every this-many-th frame in the first pass (faces in a
 #: driving clip move slowly; 5 frames is 0.2 s at 25 fps, and the union box covers the frames between).
@@ -87,7 +87,7 @@ def source_face_crop(photo: np.ndarray, size: int, increase: float = DEFAULT_INC
                      backend: Backend = "auto") -> tuple[np.ndarray, Box, Box]:
     """``(crop, crop_box, face_box)`` for a full-size photo (uint8 ``[H, W, 3]``): the square crop is
     ``size`` x ``size`` uint8. Raises :class:`InputError` when the photo has no detectable face."""
-    from ..crop.detect import find_face_box
+    from fomm.crop.detect import find_face_box
 
     face = find_face_box(photo, backend)
     if face is None:

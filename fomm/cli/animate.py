@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 
-from .common import add_model_options, load_model_from_args, parse_size
+from fomm.cli.common import add_model_options, load_model_from_args, parse_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,10 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..animate import animate_video
-    from ..assets import example_path
-    from ..errors import FommError
-    from ..io.video import check_output_path
+    from fomm.animate import animate_video
+    from fomm.assets import example_path
+    from fomm.errors import FommError
+    from fomm.io.video import check_output_path
 
     if not args.example and (not args.source or not args.driving):
         raise FommError("need --source IMAGE and --driving VIDEO (or --example for the bundled pair)")
@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         raise FommError("--crop-increase only applies with --auto-crop")
     with contextlib.ExitStack() as stack:
         if args.backend == "onnx":
-            from ..realtime.cli_support import onnx_model_from_args
+            from fomm.realtime.cli_support import onnx_model_from_args
 
             model = onnx_model_from_args(args, stack)
         else:
@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
             model = load_model_from_args(args)
         if args.example:
             # A shipped model brings the example pair it was trained for (bodies, shapes); else the face pair.
-            from ..pretrained import REGISTRY
+            from fomm.pretrained import REGISTRY
 
             entry = REGISTRY.get(str(getattr(model, "meta", {}).get("pretrained")))
             args.source = args.source or str(example_path(entry.example_source if entry else "source.png"))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import FommError
-
+from fomm.errors import FommError
 
 MODEL_CHOICES = ("fomm", "monkeynet", "x2face")
 
@@ -29,8 +28,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace):
-    from ..api import load_model
-    from ..pretrained import DEFAULT_MODEL, REGISTRY, load_pretrained
+    from fomm.api import load_model
+    from fomm.pretrained import DEFAULT_MODEL, REGISTRY, load_pretrained
 
     if args.pretrained is not None:
         if args.checkpoint is not None or args.random_weights:

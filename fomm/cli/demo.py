@@ -30,15 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..api import resolve_device
-    from ..errors import FommError
+    from fomm.api import resolve_device
+    from fomm.errors import FommError
 
     try:
-        from ..demo.app import launch
+        from fomm.demo.app import launch
     except ImportError as err:
         raise FommError(f"the demo needs Gradio ({err.name or err} is missing): pip install 'fomm[demo]'") from None
-    from ..demo.jobs import DemoLimits
-    from ..demo.models import checkpoint_choice, choices_from_file
+    from fomm.demo.jobs import DemoLimits
+    from fomm.demo.models import checkpoint_choice, choices_from_file
 
     resolve_device(args.device)  # a clear message now rather than at the first job
     if args.checkpoint and not args.config:

@@ -17,7 +17,7 @@ def _add_model_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..eval.cli import add_eval_parser
+    from fomm.eval.cli import add_eval_parser
 
     p = add_eval_parser(sub)
     _add_model_run_args(p)  # the sub-command-less form: fomm eval --model M --data ROOT --out DIR
@@ -31,7 +31,7 @@ def fomm_reconstructor(model, relative: bool = False, batch_size: int = 8):
     """A :data:`fomm.eval.protocol.Reconstructor` backed by a loaded model: FOMM, Monkey-Net or X2Face
     (:func:`fomm.animate.make_animator`). Frames float ``[H, W, 3]`` in [0, 1]; frame 0 of each video is the source
     (the protocol's caller passes it); generated frames come back at the input size."""
-    from ..animate import make_animator
+    from fomm.animate import make_animator
 
     def to_tensor(frame: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).permute(2, 0, 1)[None]
@@ -69,8 +69,8 @@ EVAL_MODELS = ("fomm", "monkeynet", "x2face")
 
 
 def _make_reconstructor(args: argparse.Namespace):
-    from ..api import load_model
-    from ..errors import FommError
+    from fomm.api import load_model
+    from fomm.errors import FommError
 
     if args.model not in EVAL_MODELS:
         raise FommError(f"fomm eval --model {args.model}: unknown model; choose copy-source, "
@@ -87,7 +87,7 @@ def _make_reconstructor(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..eval.cli import run_eval
+    from fomm.eval.cli import run_eval
 
     print(run_eval(args, make_reconstructor=_make_reconstructor))
     return 0

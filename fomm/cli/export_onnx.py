@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_options, load_model_from_args
+from fomm.cli.common import add_model_options, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..realtime.export import DEFAULT_OPSET, export_onnx
+    from fomm.realtime.export import DEFAULT_OPSET, export_onnx
 
     opset = DEFAULT_OPSET if args.opset is None else args.opset
     model = load_model_from_args(args)

@@ -6,14 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from ..errors import FommError
-from . import animate as _animate
-from . import demo as _demo
-from . import eval as _eval
-from . import export_onnx as _export_onnx
-from . import prepare as _prepare
-from . import train as _train
+from fomm import __version__
+from fomm.cli import animate as _animate
+from fomm.cli import demo as _demo
+from fomm.cli import eval as _eval
+from fomm.cli import export_onnx as _export_onnx
+from fomm.cli import prepare as _prepare
+from fomm.cli import train as _train
+from fomm.errors import FommError
 
 SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..crop.boxes import DEFAULT_INCREASE
+from fomm.crop.boxes import DEFAULT_INCREASE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..datasets.prepare import prepare_dataset
+    from fomm.datasets.prepare import prepare_dataset
 
     summary = prepare_dataset(args.kind, args.metadata, args.videos, args.out, format=args.format, size=args.size,
                               workers=args.workers, out_of_frame=args.out_of_frame, progress=not args.quiet)
@@ -57,7 +57,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_crop(args: argparse.Namespace) -> int:
-    from ..crop.video import crop_video
+    from fomm.crop.video import crop_video
 
     results = crop_video(args.video, args.output, size=args.size, increase=args.increase,
                          min_frames=args.min_frames, progress=not args.quiet)
@@ -68,7 +68,7 @@ def run_crop(args: argparse.Namespace) -> int:
 
 
 def run_actions_split(args: argparse.Namespace) -> int:
-    from ..datasets.splits import ACTIONS_SPLIT, load_split, materialise_split
+    from fomm.datasets.splits import ACTIONS_SPLIT, load_split, materialise_split
 
     split = load_split(ACTIONS_SPLIT)
     out = materialise_split(split, args.data, args.out, mode="copy" if args.copy else "symlink",

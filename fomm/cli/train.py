@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..train.trainer import TrainOptions, train
+    from fomm.train.trainer import TrainOptions, train
 
     result = train(TrainOptions(
         config=args.config, out=args.out, data=args.data, model=args.model, resume=args.resume,
@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def average_main(args: argparse.Namespace) -> int:
-    from ..train.trainer import average_checkpoints
+    from fomm.train.trainer import average_checkpoints
 
     out = average_checkpoints(args.checkpoints, args.out, keep=_INFERENCE_PARTS[args.model])
     print(f"wrote {out}: the mean of {len(args.checkpoints)} checkpoint(s)")

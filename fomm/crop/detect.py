@@ -7,7 +7,7 @@ used only when dlib is not installed, because it gives more false positives on n
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -22,14 +22,14 @@ Backend = Literal["auto", "dlib", "haar"]
 DETECT_MAX_SIDE = 640
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dlib_detector():
     import dlib  # noqa: PLC0415 - optional dependency
 
     return dlib.get_frontal_face_detector()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _haar_detector():
     import cv2  # noqa: PLC0415 - optional dependency
 
@@ -80,7 +80,7 @@ class FaceDetector:
         if self.backend == "dlib":
             rects, scores, _ = _dlib_detector().run(np.ascontiguousarray(small), self.upsample, 0.0)
             raw = [(r.left(), r.top(), r.right() + 1, r.bottom() + 1)
-                   for r, s in zip(rects, scores) if s >= self.min_score]
+                   for r, s in zip(rects, scores, strict=True) if s >= self.min_score]
         else:
             import cv2  # noqa: PLC0415
 

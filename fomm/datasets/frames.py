@@ -21,8 +21,9 @@ import csv
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,7 +146,7 @@ class FramesDataset(Dataset):
                    "decoded_cache_mb")
 
     @classmethod
-    def from_config(cls, dataset_params: dict[str, Any], is_train: bool = True, seed: int = 0) -> "FramesDataset":
+    def from_config(cls, dataset_params: dict[str, Any], is_train: bool = True, seed: int = 0) -> FramesDataset:
         """Build from a config's ``dataset_params`` (FOMM keys; Monkey-Net's ``image_shape`` is accepted for
         ``frame_shape``; ``decoded_cache_mb`` is ours)."""
         unknown = set(dataset_params) - set(cls.CONFIG_KEYS)

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .jobs import DemoLimits, JobOptions, JobResult, auto_crop_available, run_job
-from .models import ModelChoice, ModelPool, checkpoint_choice, choices_from_file, shipped_choices
+from fomm.demo.jobs import DemoLimits, JobOptions, JobResult, auto_crop_available, run_job
+from fomm.demo.models import ModelChoice, ModelPool, checkpoint_choice, choices_from_file, shipped_choices
 
 
 def build_app(*args: Any, **kwargs: Any):
     """See :func:`fomm.demo.app.build_app`."""
-    from .app import build_app as _build
+    from fomm.demo.app import build_app as _build
 
     return _build(*args, **kwargs)
 
 
 def launch(*args: Any, **kwargs: Any):
     """See :func:`fomm.demo.app.launch`."""
-    from .app import launch as _launch
+    from fomm.demo.app import launch as _launch
 
     return _launch(*args, **kwargs)
 

@@ -23,11 +23,11 @@ import numpy as np
 from gradio.processing_utils import save_file_to_cache
 from gradio.utils import get_upload_folder
 
-from ..errors import FommError
-from .examples import DRIVING_EXAMPLES, SOURCE_EXAMPLES, example_files, examples_dir
-from .jobs import DemoLimits, JobOptions, auto_crop_available, check_input_path, check_source, run_job
-from .models import ModelChoice, ModelPool, as_choices, shipped_choices
-from .webcam import WebcamSession, fastest_device, on_device
+from fomm.demo.examples import DRIVING_EXAMPLES, SOURCE_EXAMPLES, example_files, examples_dir
+from fomm.demo.jobs import DemoLimits, JobOptions, auto_crop_available, check_input_path, check_source, run_job
+from fomm.demo.models import ModelChoice, ModelPool, as_choices, shipped_choices
+from fomm.demo.webcam import WebcamSession, fastest_device, on_device
+from fomm.errors import FommError
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..assets import example_path
+from fomm.assets import example_path
 
 #: (file name in fomm/assets/examples, label shown in the demo)
 SOURCE_EXAMPLES: list[tuple[str, str]] = [

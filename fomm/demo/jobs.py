@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..animate import animate_video
-from ..api import LoadedModel
-from ..errors import InputError
-from ..io.image import IMAGE_EXTENSIONS, image_to_tensor, read_image, resize_uint8
-from ..io.video import VideoInfo, VideoWriter, iter_frames, probe_video
+from fomm.animate import animate_video
+from fomm.api import LoadedModel
+from fomm.errors import InputError
+from fomm.io.image import IMAGE_EXTENSIONS, image_to_tensor, read_image, resize_uint8
+from fomm.io.video import VideoInfo, VideoWriter, iter_frames, probe_video
 
 #: Driving-video containers accepted from the browser (anything else is refused before it is decoded).
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif")
@@ -163,7 +163,7 @@ def draw_keypoints(frame: np.ndarray, kp: np.ndarray, radius: int | None = None)
     r = radius or max(2, round(min(h, w) / 64))
     colors = keypoint_colors(len(kp))
     yy, xx = np.mgrid[0:h, 0:w]
-    for (x, y), color in zip(np.asarray(kp, dtype=np.float64), colors):
+    for (x, y), color in zip(np.asarray(kp, dtype=np.float64), colors, strict=True):
         cx, cy = (x + 1) / 2 * (w - 1), (y + 1) / 2 * (h - 1)
         d2 = (xx - cx) ** 2 + (yy - cy) ** 2
         out[d2 <= (r + 1) ** 2] = 0
@@ -205,10 +205,10 @@ def write_preview(model: LoadedModel, source: np.ndarray, driving: Path, result:
     bar = tqdm(total=info.num_frames, unit="frame", desc="preview", disable=not progress, leave=False)
     try:
         with VideoWriter(output, info.fps_fraction, audio_from=driving if info.has_audio else None) as writer:
-            pairs = zip(iter_frames(driving, size=(panel, panel)), iter_frames(result, size=(panel, panel)))
+            pairs = zip(iter_frames(driving, size=(panel, panel)), iter_frames(result, size=(panel, panel)), strict=False)
             for batch in _batched(pairs, 8):
                 kps = detect_keypoints(model, [d for d, _ in batch])
-                for (drv, res), kp in zip(batch, kps):
+                for (drv, res), kp in zip(batch, kps, strict=True):
                     writer.write(side_by_side([src_panel, draw_keypoints(drv, kp), res], panel))
                     count += 1
                     bar.update(1)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..api import LoadedModel, load_model
-from ..errors import ConfigError, FommError
+from fomm.api import LoadedModel, load_model
+from fomm.errors import ConfigError, FommError
 
 Loader = Callable[[], LoadedModel]
 
@@ -37,7 +37,7 @@ class ModelChoice:
 
 def shipped_choices(device: str = "cpu") -> list[ModelChoice]:
     """The installed shipped models (empty until their weights are part of the package)."""
-    from ..pretrained import list_pretrained, load_pretrained
+    from fomm.pretrained import list_pretrained, load_pretrained
 
     return [ModelChoice(m.name, (lambda name=m.name: load_pretrained(name, device=device)), m.description)
             for m in list_pretrained()]
@@ -58,7 +58,7 @@ def checkpoint_choice(config: str, checkpoint: str | os.PathLike | None, *, name
 def choices_from_file(path: str | os.PathLike, device: str = "cpu") -> list[ModelChoice]:
     """Entries of a models YAML file: a list of mappings with ``config`` (required), ``checkpoint``, ``name`` and
     ``model`` (``fomm`` by default). Relative checkpoint/config paths are taken relative to the file."""
-    from ..config import read_yaml
+    from fomm.config import read_yaml
 
     p = Path(path)
     data = read_yaml(p, "models")

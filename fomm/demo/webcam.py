@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..animate import Animator
-from ..api import LoadedModel
-from ..io.image import resize_uint8, tensor_to_uint8
+from fomm.animate import Animator
+from fomm.api import LoadedModel
+from fomm.io.image import resize_uint8, tensor_to_uint8
 
 
 def fastest_device() -> str:

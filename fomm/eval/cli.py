@@ -16,7 +16,13 @@ from pathlib import Path
 
 from fomm.errors import FommError
 from fomm.eval.frames import write_text_atomic
-from fomm.eval.protocol import METRIC_KINDS, Reconstructor, copy_source_reconstructor, evaluate_reconstruction, make_suite
+from fomm.eval.protocol import (
+    METRIC_KINDS,
+    Reconstructor,
+    copy_source_reconstructor,
+    evaluate_reconstruction,
+    make_suite,
+)
 from fomm.eval.report import compare, markdown
 
 

@@ -105,7 +105,7 @@ def akd_per_frame(
         raise ValueError(f"{len(kp_generated)} generated vs {len(kp_real)} real keypoint frames")
     values = np.full(len(kp_real), np.nan)
     missing_real = missing_gen = 0
-    for t, (kg, kr) in enumerate(zip(kp_generated, kp_real)):
+    for t, (kg, kr) in enumerate(zip(kp_generated, kp_real, strict=True)):
         if kr is None or not np.isfinite(kr).all(axis=1).any():
             missing_real += 1
             continue
@@ -138,7 +138,7 @@ def mkr_per_frame(
         raise ValueError(f"{len(kp_generated)} generated vs {len(kp_real)} real keypoint frames")
     values = np.full(len(kp_real), np.nan)
     missing_real = missing_gen = 0
-    for t, (kg, kr) in enumerate(zip(kp_generated, kp_real)):
+    for t, (kg, kr) in enumerate(zip(kp_generated, kp_real, strict=True)):
         det_real = np.zeros(0, bool) if kr is None else np.isfinite(kr).all(axis=1)
         if not det_real.any():
             missing_real += 1
@@ -167,7 +167,7 @@ def aed_per_frame(
         raise ValueError(f"{len(emb_generated)} generated vs {len(emb_real)} real embedding frames")
     values = np.full(len(emb_real), np.nan)
     missing_real = missing_gen = 0
-    for t, (eg, er) in enumerate(zip(emb_generated, emb_real)):
+    for t, (eg, er) in enumerate(zip(emb_generated, emb_real, strict=True)):
         if er is None:
             missing_real += 1
             continue

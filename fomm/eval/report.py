@@ -118,7 +118,7 @@ def plot_distributions(records: list[dict], path: Path) -> None:
 
     present = [m for m in METRICS if any(m in r for r in records)] or ["l1"]
     fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), squeeze=False)
-    for ax, m in zip(axes[0], present):
+    for ax, m in zip(axes[0], present, strict=True):
         vals = [r[m]["mean"] for r in records if m in r and r[m]["mean"] is not None]
         if vals:
             ax.hist(vals, bins=min(20, max(3, len(vals))), color="tab:blue", edgecolor="white")

@@ -10,14 +10,14 @@
 onnx / onnxruntime are imported only when used (``pip install 'fomm[onnx]'``).
 """
 
-from .export import DEFAULT_OPSET, SIDECAR, export_onnx
-from .precision import PRECISIONS, autocast_dtype, cpu_supports_bf16, psnr
+from fomm.realtime.export import DEFAULT_OPSET, SIDECAR, export_onnx
+from fomm.realtime.precision import PRECISIONS, autocast_dtype, cpu_supports_bf16, psnr
 
 
 def __getattr__(name: str):
     # The runtime imports onnxruntime lazily, but keep even its module import out of `import fomm.realtime`.
     if name in ("OnnxModel", "OnnxAnimator", "load_onnx_model", "select_providers"):
-        from . import onnx_runtime
+        from fomm.realtime import onnx_runtime
 
         return getattr(onnx_runtime, name)
     raise AttributeError(name)

@@ -7,15 +7,15 @@ import contextlib
 import sys
 import tempfile
 
-from ..errors import FommError
+from fomm.errors import FommError
 
 
 def onnx_model_from_args(args: argparse.Namespace, stack: contextlib.ExitStack):
     """An :class:`~fomm.realtime.OnnxModel` from ``--onnx-dir``, or from ``--config/--checkpoint`` exported into a
     temporary folder that ``stack`` removes afterwards."""
-    from ..cli.common import load_model_from_args
-    from .export import export_onnx
-    from .onnx_runtime import OnnxModel
+    from fomm.cli.common import load_model_from_args
+    from fomm.realtime.export import export_onnx
+    from fomm.realtime.onnx_runtime import OnnxModel
 
     if args.precision != "fp32":
         raise FommError("--precision applies to the torch backend; the ONNX graphs run in fp32")

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, FommError, OutputError
-from .fuse import fused_view
+from fomm.errors import ConfigError, FommError, OutputError
+from fomm.realtime.fuse import fused_view
 
 SIDECAR = "fomm_onnx.json"
 FORMAT = "fomm-onnx"
@@ -80,7 +80,7 @@ class FrameStage(nn.Module):
 
     def forward(self, source: torch.Tensor, features: torch.Tensor, source_small: torch.Tensor,
                 *kps: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from ..models.fomm.generator import SourceEncoding
+        from fomm.models.fomm.generator import SourceEncoding
 
         if self.has_jacobian:
             kp_source = {"value": kps[0], "jacobian": kps[1]}

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.fomm.blocks import Decoder, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
-from ..models.fomm.dense_motion import DenseMotionNetwork
+from fomm.models.fomm.blocks import Decoder, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from fomm.models.fomm.dense_motion import DenseMotionNetwork
 
 
 def _merge_taps(w: torch.Tensor, dim: int, phase: int) -> torch.Tensor:

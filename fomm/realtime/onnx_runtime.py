@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..animate.animator import Animator
-from ..errors import ConfigError, FommError, InputError
-from .export import FORMAT, GRAPH_FILES, SIDECAR
+from fomm.animate.animator import Animator
+from fomm.errors import ConfigError, FommError, InputError
+from fomm.realtime.export import FORMAT, GRAPH_FILES, SIDECAR
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -113,7 +113,7 @@ class OnnxModel:
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.sessions[graph].run(self.names[graph]["outputs"], feeds)
-        return dict(zip(self.names[graph]["outputs"], outs))
+        return dict(zip(self.names[graph]["outputs"], outs, strict=True))
 
     def check_images(self, images: np.ndarray) -> np.ndarray:
         """``[B, 3, H, W]`` float32 at the exported size, else :class:`InputError`."""

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FommError
-from .fuse import ConvReLU2d, FoldedResBlock2d, PolyphaseUpBlock2d, fused_view, shallow_view
+from fomm.errors import FommError
+from fomm.realtime.fuse import ConvReLU2d, FoldedResBlock2d, PolyphaseUpBlock2d, fused_view, shallow_view
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

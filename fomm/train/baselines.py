@@ -24,7 +24,8 @@ Batches: ``{"source": [B,3,H,W], "driving": [B,3,H,W]}`` in [0, 1].
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,7 +61,7 @@ def feature_matching_reconstruction(real: list[torch.Tensor], fake: list[torch.T
         raise ConfigError(f"loss_weights.reconstruction has {len(weights)} weights but the discriminator gives "
                           f"{len(maps_real)} feature maps (the frame + num_blocks); give one weight per map")
     total = maps_fake[0].new_zeros(())
-    for w, r, f in zip(weights, maps_real, maps_fake):
+    for w, r, f in zip(weights, maps_real, maps_fake, strict=True):
         if float(w):
             total = total + float(w) * (r - f).abs().mean()
     return total

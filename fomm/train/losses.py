@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ class ImagePyramid(nn.Module):
         self.downs = nn.ModuleList([AntiAliasInterpolation2d(num_channels, float(s)) for s in self.scales])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {f"prediction_{s}": down(x) for s, down in zip(self.scales, self.downs)}
+        return {f"prediction_{s}": down(x) for s, down in zip(self.scales, self.downs, strict=True)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class PerceptualLoss(nn.Module):
                 vgg.load_weights(vgg_weights)
         self.vgg = vgg.eval()
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         super().train(mode)
         self.vgg.eval()  # no dropout/BN here, but keep it in eval regardless of the trainer
         return self
@@ -179,7 +180,7 @@ class PerceptualLoss(nn.Module):
             fp = self.vgg(pyr_p[key])
             with torch.no_grad():
                 ft = self.vgg(pyr_t[key])
-            for w, a, b in zip(self.weights, fp, ft):
+            for w, a, b in zip(self.weights, fp, ft, strict=True):
                 if w != 0:
                     total = total + w * (a - b).abs().mean()
         return total
@@ -267,7 +268,7 @@ class Transform:
 
     @classmethod
     def from_params(cls, bs: int, transform_params: Mapping[str, Any], generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> "Transform":
+                    device: torch.device | str | None = None) -> Transform:
         """Build from ``train_params.transform_params``."""
         unknown = set(transform_params) - {"sigma_affine", "sigma_tps", "points_tps"}
         if unknown:
@@ -369,7 +370,7 @@ def feature_matching_loss(disc_real: Mapping[str, Any], disc_generated: Mapping[
     """
     total = torch.zeros(())
     for s in _scales(disc_real):
-        for w, a, b in zip(weights, disc_real[f"feature_maps_{s}"], disc_generated[f"feature_maps_{s}"]):
+        for w, a, b in zip(weights, disc_real[f"feature_maps_{s}"], disc_generated[f"feature_maps_{s}"], strict=True):
             if w != 0:
                 total = total + float(w) * (a - b).abs().mean()
     return total

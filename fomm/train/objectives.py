@@ -11,15 +11,23 @@ float in [0, 1].
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from fomm.errors import ConfigError
-from fomm.train.losses import (ImagePyramid, Transform, build_reconstruction_loss, discriminator_gan_loss,
-                               equivariance_jacobian_loss, equivariance_value_loss, feature_matching_loss,
-                               generator_gan_loss)
+from fomm.train.losses import (
+    ImagePyramid,
+    Transform,
+    build_reconstruction_loss,
+    discriminator_gan_loss,
+    equivariance_jacobian_loss,
+    equivariance_value_loss,
+    feature_matching_loss,
+    generator_gan_loss,
+)
 
 
 class TrainingObjective(nn.Module):

@@ -29,9 +29,10 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -196,7 +197,7 @@ def average_checkpoints(srcs: Sequence[str | os.PathLike], dst: str | os.PathLik
     first, last = containers[0], containers[-1]
     parts: dict[str, Any] = {}
     for part in keep:
-        for src, c in zip(srcs[1:], containers[1:]):
+        for src, c in zip(srcs[1:], containers[1:], strict=True):
             problems = state_dict_mismatch(first[part], c[part])
             if problems:
                 raise CheckpointError(f"{src}: '{part}' does not match {srcs[0]}'s ({'; '.join(problems)}); "
@@ -329,7 +330,7 @@ def _apply_config_milestones(sched: torch.optim.lr_scheduler.MultiStepLR, milest
     replaced = sorted(sched.milestones.elements())
     sched.milestones = Counter(milestones)
     drops = sum(1 for m in milestones if m <= sched.last_epoch)
-    for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+    for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
         group["lr"] = base * sched.gamma ** drops
     sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
     return replaced
@@ -611,7 +612,7 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
                 if ctx.distributed:
                     vals = torch.tensor(list(record_losses.values()), device=ctx.device, dtype=torch.float64)
                     dist.all_reduce(vals)
-                    record_losses = dict(zip(record_losses, (vals / ctx.world_size).tolist()))
+                    record_losses = dict(zip(record_losses, (vals / ctx.world_size).tolist(), strict=True))
                 last_losses = record_losses
                 if log is not None:
                     record: dict[str, Any] = {"epoch": epoch, "iteration": it, "step": step}

@@ -4,7 +4,7 @@ deformed source, occlusion map, prediction)."""
 from __future__ import annotations
 
 import colorsys
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ def draw_keypoints(image: np.ndarray, kp: np.ndarray, radius: int = 1) -> np.nda
     """Draw ``kp`` ``[K, 2]`` (x, y) in [-1, 1] as filled squares on an ``[H, W, 3]`` uint8 image (copy)."""
     out = image.copy()
     h, w = out.shape[:2]
-    for color, (x, y) in zip(kp_colors(len(kp)), kp):
+    for color, (x, y) in zip(kp_colors(len(kp)), kp, strict=True):
         cx = int(round((x + 1) / 2 * (w - 1)))
         cy = int(round((y + 1) / 2 * (h - 1)))
         out[max(cy - radius, 0):cy + radius + 1, max(cx - radius, 0):cx + radius + 1] = color

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ...config import FommConfig
-from ...errors import InputError
-from .dense_motion import DenseMotionNetwork, kp2gaussian, sparse_motions
-from .discriminator import Discriminator, MultiScaleDiscriminator
-from .generator import OcclusionAwareGenerator, SourceEncoding, deform_input
-from .keypoint_detector import KPDetector, heatmap_to_keypoints
+from fomm.config import FommConfig
+from fomm.errors import InputError
+from fomm.models.fomm.dense_motion import DenseMotionNetwork, kp2gaussian, sparse_motions
+from fomm.models.fomm.discriminator import Discriminator, MultiScaleDiscriminator
+from fomm.models.fomm.generator import OcclusionAwareGenerator, SourceEncoding, deform_input
+from fomm.models.fomm.keypoint_detector import KPDetector, heatmap_to_keypoints
 
 
 def _kwargs(params: object) -> dict:

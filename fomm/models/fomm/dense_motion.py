@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...ops import AntiAliasInterpolation2d, grid_sample, inverse_2x2, make_coordinate_grid
-from .blocks import Hourglass
+from fomm.models.fomm.blocks import Hourglass
+from fomm.ops import AntiAliasInterpolation2d, grid_sample, inverse_2x2, make_coordinate_grid
 
 
 def kp2gaussian(value: torch.Tensor, spatial_size: tuple[int, int], kp_variance: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dense_motion import kp2gaussian
+from fomm.models.fomm.dense_motion import kp2gaussian
 
 
 class DiscDownBlock2d(nn.Module):

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...ops import grid_sample
-from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
-from .dense_motion import DenseMotionNetwork
+from fomm.models.fomm.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from fomm.models.fomm.dense_motion import DenseMotionNetwork
+from fomm.ops import grid_sample
 
 
 @dataclass

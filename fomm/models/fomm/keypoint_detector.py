@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...ops import AntiAliasInterpolation2d, make_coordinate_grid
-from .blocks import Hourglass
+from fomm.models.fomm.blocks import Hourglass
+from fomm.ops import AntiAliasInterpolation2d, make_coordinate_grid
 
 
 def heatmap_to_keypoints(heatmap: torch.Tensor) -> torch.Tensor:

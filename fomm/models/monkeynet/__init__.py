@@ -1,11 +1,18 @@
 """Monkey-Net (Siarohin et al., CVPR 2019) baseline, state_dict-compatible with the original checkpoints."""
 
-from .config import MonkeyNetConfig, ModelParams, NormalizationParams
-from .generator import Discriminator, MotionTransferGenerator
-from .keypoints import KPDetector, gaussian2kp, kp2gaussian
-from .model import (build_monkeynet, check_frame_size, detect_keypoints, load_monkeynet, load_monkeynet_checkpoint, normalize_kp,
-                    transfer_one)
-from .motion import DenseMotionModule, MovementEmbeddingModule
+from fomm.models.monkeynet.config import ModelParams, MonkeyNetConfig, NormalizationParams
+from fomm.models.monkeynet.generator import Discriminator, MotionTransferGenerator
+from fomm.models.monkeynet.keypoints import KPDetector, gaussian2kp, kp2gaussian
+from fomm.models.monkeynet.model import (
+    build_monkeynet,
+    check_frame_size,
+    detect_keypoints,
+    load_monkeynet,
+    load_monkeynet_checkpoint,
+    normalize_kp,
+    transfer_one,
+)
+from fomm.models.monkeynet.motion import DenseMotionModule, MovementEmbeddingModule
 
 __all__ = [
     "MonkeyNetConfig", "ModelParams", "NormalizationParams", "KPDetector", "MotionTransferGenerator", "Discriminator",

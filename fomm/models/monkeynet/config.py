@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-
 from fomm.config import read_yaml
 from fomm.errors import ConfigError
 
@@ -150,7 +149,7 @@ class ModelParams:
     discriminator_params: DiscriminatorParams = field(default_factory=DiscriminatorParams)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelParams":
+    def from_dict(cls, d: dict) -> ModelParams:
         if not isinstance(d, dict):
             raise ConfigError("model_params must be a mapping; check the Monkey-Net YAML")
         allowed = {"common_params", "kp_detector_params", "generator_params", "discriminator_params"}
@@ -223,7 +222,7 @@ class MonkeyNetConfig:
         return copy.deepcopy(self.raw)
 
     @classmethod
-    def load(cls, config: "MonkeyNetConfig | dict | str | Path") -> "MonkeyNetConfig":
+    def load(cls, config: MonkeyNetConfig | dict | str | Path) -> MonkeyNetConfig:
         """From an instance, a dict, a YAML path or a bundled name (``fomm/configs/monkeynet/<name>.yaml``)."""
         if isinstance(config, MonkeyNetConfig):
             return config
@@ -236,7 +235,7 @@ class MonkeyNetConfig:
         return cls.from_yaml(resolve_model_config("monkeynet", config))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MonkeyNetConfig":
+    def from_dict(cls, d: dict) -> MonkeyNetConfig:
         if not isinstance(d, dict) or "model_params" not in d:
             raise ConfigError("a Monkey-Net config needs a 'model_params' section; is this the right YAML?")
         transfer = d.get("transfer_params") or {}
@@ -248,7 +247,7 @@ class MonkeyNetConfig:
                    image_shape=tuple(int(s) for s in shape) if shape is not None else None, raw=d)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "MonkeyNetConfig":
+    def from_yaml(cls, path: str | Path) -> MonkeyNetConfig:
         path = Path(path)
         data = read_yaml(path, "Monkey-Net config")
         try:

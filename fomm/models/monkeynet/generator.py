@@ -6,11 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fomm.models.monkeynet.blocks import Decoder, Encoder, ResBlock3D
+from fomm.models.monkeynet.config import KpVariance
+from fomm.models.monkeynet.motion import DenseMotionModule, MovementEmbeddingModule
 from fomm.ops import grid_sample, make_coordinate_grid
-
-from .blocks import Decoder, Encoder, ResBlock3D
-from .config import KpVariance
-from .motion import DenseMotionModule, MovementEmbeddingModule
 
 
 class MotionTransferGenerator(nn.Module):

@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fomm.models.monkeynet.blocks import Hourglass
+from fomm.models.monkeynet.config import KpVariance
 from fomm.ops import make_coordinate_grid
-
-from .blocks import Hourglass
-from .config import KpVariance
 
 # Added to the softmaxed heatmap before taking moments, as the original does, so the covariance of a collapsed
 # heatmap is not exactly singular. It slightly biases the mean towards the grid centre; keep it for parity.

@@ -17,10 +17,9 @@ from torch import nn
 
 from fomm.checkpoint import load_container
 from fomm.errors import CheckpointError, InputError
-
-from .config import MonkeyNetConfig, NormalizationParams
-from .generator import Discriminator, MotionTransferGenerator
-from .keypoints import KPDetector, matrix_inverse
+from fomm.models.monkeynet.config import MonkeyNetConfig, NormalizationParams
+from fomm.models.monkeynet.generator import Discriminator, MotionTransferGenerator
+from fomm.models.monkeynet.keypoints import KPDetector, matrix_inverse
 
 KP = dict[str, torch.Tensor]
 

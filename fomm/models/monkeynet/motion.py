@@ -6,11 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fomm.models.monkeynet.blocks import Hourglass, SameBlock3D
+from fomm.models.monkeynet.config import KpVariance, NormConst
+from fomm.models.monkeynet.keypoints import kp2gaussian
 from fomm.ops import grid_sample, make_coordinate_grid
-
-from .blocks import Hourglass, SameBlock3D
-from .config import KpVariance, NormConst
-from .keypoints import kp2gaussian
 
 
 class MovementEmbeddingModule(nn.Module):

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from fomm.config import read_yaml
 from fomm.errors import ConfigError
 from fomm.models.x2face.model import X2FaceConfig
@@ -66,7 +65,7 @@ class X2FaceRunConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], name: str = "custom") -> "X2FaceRunConfig":
+    def from_dict(cls, data: dict[str, Any], name: str = "custom") -> X2FaceRunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{name}: an X2Face config must be a mapping")
         mp = data.get("model_params") or {}
@@ -87,13 +86,13 @@ class X2FaceRunConfig:
         return cls(model=model, raw=copy.deepcopy(data), name=name)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "X2FaceRunConfig":
+    def from_yaml(cls, path: str | Path) -> X2FaceRunConfig:
         path = Path(path)
         data = read_yaml(path, "X2Face config")
         return cls.from_dict(data, name=path.stem)
 
     @classmethod
-    def load(cls, config: "X2FaceRunConfig | X2FaceConfig | dict | str | Path | None") -> "X2FaceRunConfig":
+    def load(cls, config: X2FaceRunConfig | X2FaceConfig | dict | str | Path | None) -> X2FaceRunConfig:
         """From an instance, an :class:`X2FaceConfig`, a dict, a YAML path, a bundled name
         (``fomm/configs/x2face/<name>.yaml``), or ``None``/``"x2face"`` (the released architecture)."""
         if isinstance(config, X2FaceRunConfig):

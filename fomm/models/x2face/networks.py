@@ -176,7 +176,7 @@ class SkipNet(nn.Module):
         super().__init__()
         widths = _level_widths(ngf)
         block = UNetLevel(widths[-1], widths[-1])  # innermost
-        for outer, inner in reversed(list(zip(widths[:-1], widths[1:]))):
+        for outer, inner in reversed(list(zip(widths[:-1], widths[1:], strict=True))):
             block = UNetLevel(outer, inner, submodule=block)
         self.model = UNetLevel(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True)
 
@@ -195,7 +195,7 @@ class NoSkipNet(nn.Module):
         super().__init__()
         widths = _level_widths(ngf)
         block: nn.Module = BottleneckLevel(widths[-1], inner_nc, relu_bottleneck, input_pose)
-        for outer, inner in reversed(list(zip(widths[:-1], widths[1:]))):
+        for outer, inner in reversed(list(zip(widths[:-1], widths[1:], strict=True))):
             block = DrivingLevel(outer, inner, submodule=block)
         self.model = DrivingLevel(output_nc, ngf, submodule=block, input_nc=input_nc, outermost=True)
 
