@@ -41,16 +41,17 @@ def test_pastes_face_into_full_photo(model, data_dir, short_driving, tmp_path):
     assert (info.height, info.width) == photo.shape[:2]
     assert res.num_frames == info.num_frames == drv.num_frames == 9
     assert info.fps_fraction == drv.fps_fraction == 30 and info.has_audio and res.has_audio
-    l, t, r, b = res.crop.source_box
-    assert r - l == b - t and 0 <= l and 0 <= t and r <= 600 and b <= 704
-    assert (r - l) < 0.7 * 600  # only the face region, not the whole painting
+    left, top, right, bottom = res.crop.source_box
+    assert right - left == bottom - top and 0 <= left and 0 <= top and right <= 600 and bottom <= 704
+    assert (right - left) < 0.7 * 600  # only the face region, not the whole painting
     fl, ft, fr, fb = res.crop.source_face
-    assert l <= fl and t <= ft and r >= fr and b >= fb
+    assert left <= fl and top <= ft and right >= fr and bottom >= fb
     outside = np.ones(photo.shape[:2], bool)
-    outside[t:b, l:r] = False
+    outside[top:bottom, left:right] = False
     for frame in read_frames_at(out, [0, 8]):  # lossless PNG output: exact comparison
         assert np.array_equal(frame[outside], photo[outside])
-        assert np.abs(frame[t:b, l:r].astype(int) - photo[t:b, l:r]).mean() > 1  # the face was replaced
+        face = np.s_[top:bottom, left:right]
+        assert np.abs(frame[face].astype(int) - photo[face]).mean() > 1  # the face was replaced
     # the driving box is one square around d9's face, in display (SAR-corrected 480x480) pixels
     dl, dt, dr, db = res.crop.driving_box
     assert dr - dl == db - dt and 0 <= dl and 0 <= dt and dr <= 480 and db <= 480

@@ -50,15 +50,15 @@ def test_paste_back_keeps_outside_pixels_bit_identical(box):
     frame = _img(32, 32, 2)
     out = paste_back(photo, box, frame, feather=0.15)
     assert out.shape == photo.shape and out.dtype == np.uint8
-    l, t, r, b = box
+    left, top, right, bottom = box
     outside = np.ones(photo.shape[:2], bool)
-    outside[max(t, 0):max(b, 0), max(l, 0):max(r, 0)] = False
+    outside[max(top, 0):max(bottom, 0), max(left, 0):max(right, 0)] = False
     assert np.array_equal(out[outside], photo[outside])
     # the centre of the box is the animated frame (mask 1): equal to the resized frame there
-    cy, cx = (t + b) // 2, (l + r) // 2
+    cy, cx = (top + bottom) // 2, (left + right) // 2
     if 0 <= cy < 100 and 0 <= cx < 100:
-        up = np.asarray(Image.fromarray(frame).resize((r - l, b - t), Image.BICUBIC))
-        assert np.array_equal(out[cy, cx], up[cy - t, cx - l])
+        up = np.asarray(Image.fromarray(frame).resize((right - left, bottom - top), Image.BICUBIC))
+        assert np.array_equal(out[cy, cx], up[cy - top, cx - left])
     assert (out != photo).any()
 
 
@@ -75,18 +75,18 @@ def test_find_face_box_on_real_photo(data_dir):
     photo = np.asarray(Image.open(data_dir / "faces" / "tpsmm" / "source.png").convert("RGB"))
     box = find_face_box(photo)
     assert box is not None
-    l, t, r, b = box
+    left, top, right, bottom = box
     # the portrait's face is centred: its box centre lies in the middle third and is reasonably large
-    assert 680 / 3 < (l + r) / 2 < 2 * 680 / 3 and 676 / 4 < (t + b) / 2 < 3 * 676 / 4
-    assert r - l > 150
+    assert 680 / 3 < (left + right) / 2 < 2 * 680 / 3 and 676 / 4 < (top + bottom) / 2 < 3 * 676 / 4
+    assert right - left > 150
     crop, cbox = auto_crop_image(photo, size=128, increase=0.1)
     assert crop.shape == (128, 128, 3)
     cl, ct, cr, cb = cbox
     assert cr - cl == cb - ct and 0 <= cl and 0 <= ct and cr <= 680 and cb <= 676
-    assert cl <= l and ct <= t and cr >= r and cb >= b
+    assert cl <= left and ct <= top and cr >= right and cb >= bottom
     # the Haar fallback agrees roughly with dlib on a plain frontal portrait
     haar = FaceDetector("haar").detect(photo)
-    assert haar and abs((haar[0][0] + haar[0][2]) / 2 - (l + r) / 2) < 40
+    assert haar and abs((haar[0][0] + haar[0][2]) / 2 - (left + right) / 2) < 40
 
 
 def test_no_face_in_photo(data_dir):

@@ -15,20 +15,20 @@ N = 16  # frames looked at per real clip: enough to track, quick on 2 shared cor
 
 
 def _check_stable(r, frame_w, frame_h):
-    l, t, rr, b = r.box
-    assert rr - l == b - t, "crop box must be square"
-    assert 0 <= l and 0 <= t and rr <= frame_w and b <= frame_h
+    left, top, right, bottom = r.box
+    assert right - left == bottom - top, "crop box must be square"
+    assert 0 <= left and 0 <= top and right <= frame_w and bottom <= frame_h
     faces = np.array(r.face_boxes)
     assert len(faces) == r.end - r.start
     # one box per scene: it holds every (smoothed) face box of the segment
-    assert (faces[:, 0] >= l).all() and (faces[:, 1] >= t).all()
-    assert (faces[:, 2] <= rr).all() and (faces[:, 3] <= b).all()
+    assert (faces[:, 0] >= left).all() and (faces[:, 1] >= top).all()
+    assert (faces[:, 2] <= right).all() and (faces[:, 3] <= bottom).all()
     # stated jitter bound: the smoothed face centre moves < 10 % of the face side between frames
     side = (faces[:, 2] - faces[:, 0]).mean()
     centres = np.stack([(faces[:, 0] + faces[:, 2]) / 2, (faces[:, 1] + faces[:, 3]) / 2], 1)
     assert np.abs(np.diff(centres, axis=0)).max(initial=0) < 0.1 * side
     union = max(faces[:, 2].max() - faces[:, 0].min(), faces[:, 3].max() - faces[:, 1].min())
-    return side, union, rr - l
+    return side, union, right - left
 
 
 @pytest.mark.parametrize("clip,frame_size,is_face_crop,audio", [
@@ -80,8 +80,9 @@ def test_scene_cut_and_face_loss_split(data_dir, tmp_path):
     # the cropped pixels are the input's: compare the first written frame with a crop of the source frame
     first = next(iter_frames(results[1].path))
     frames = list(iter_frames(src, max_frames=11))
-    l, t, r_, bt = results[1].box
-    ref = np.asarray(Image.fromarray(frames[10][t:bt, l:r_]).resize((32, 32), Image.BICUBIC)).astype(int)
+    left, top, right, bottom = results[1].box
+    crop = Image.fromarray(frames[10][top:bottom, left:right])
+    ref = np.asarray(crop.resize((32, 32), Image.BICUBIC)).astype(int)
     assert np.abs(first.astype(int) - ref).mean() < 8  # H.264 twice; a wrong box gives ~40+
 
 

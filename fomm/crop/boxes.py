@@ -38,8 +38,8 @@ def scale_box(box: Box, sx: float, sy: float) -> Box:
     Truncation (not rounding) matches the original VoxCeleb/TaiChi preprocessing when the
     downloaded video's resolution differs from the one listed in the metadata.
     """
-    l, t, r, b = box
-    return int(l * sx), int(t * sy), int(r * sx), int(b * sy)
+    left, top, right, bottom = box
+    return int(left * sx), int(top * sy), int(right * sx), int(bottom * sy)
 
 
 def square_box(box: Box | tuple[float, float, float, float], increase: float) -> Box:
@@ -50,13 +50,13 @@ def square_box(box: Box | tuple[float, float, float, float], increase: float) ->
     """
     if increase < 0:
         raise ValueError("increase must be >= 0")
-    l, t, r, b = box
-    side = max(r - l, b - t) * (1.0 + 2.0 * increase)
-    cx, cy = (l + r) / 2.0, (t + b) / 2.0
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top) * (1.0 + 2.0 * increase)
+    cx, cy = (left + right) / 2.0, (top + bottom) / 2.0
     side_i = max(1, int(round(side)))
-    left = int(round(cx - side_i / 2.0))
-    top = int(round(cy - side_i / 2.0))
-    return left, top, left + side_i, top + side_i
+    new_left = int(round(cx - side_i / 2.0))
+    new_top = int(round(cy - side_i / 2.0))
+    return new_left, new_top, new_left + side_i, new_top + side_i
 
 
 def fit_box(box: Box, width: int, height: int) -> Box:
@@ -66,16 +66,16 @@ def fit_box(box: Box, width: int, height: int) -> Box:
     ``min(width, height)`` (kept centred), so the result always lies fully inside the image
     and stays square when the input was square.
     """
-    l, t, r, b = box
-    w, h = r - l, b - t
+    left, top, right, bottom = box
+    w, h = right - left, bottom - top
     if w > width or h > height:
         side = min(width, height, max(w, h))
-        cx, cy = (l + r) / 2.0, (t + b) / 2.0
-        l, t = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+        cx, cy = (left + right) / 2.0, (top + bottom) / 2.0
+        left, top = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
         w = h = side
-    l = min(max(l, 0), width - w)
-    t = min(max(t, 0), height - h)
-    return l, t, l + w, t + h
+    left = min(max(left, 0), width - w)
+    top = min(max(top, 0), height - h)
+    return left, top, left + w, top + h
 
 
 def crop_box(image: np.ndarray, box: Box, mode: OutOfFrame = "clamp", fill: int = 0) -> np.ndarray:
@@ -86,17 +86,17 @@ def crop_box(image: np.ndarray, box: Box, mode: OutOfFrame = "clamp", fill: int 
     outside with ``fill``. Raises ``ValueError`` if the box does not overlap the image at all.
     """
     h, w = image.shape[:2]
-    l, t, r, b = box
-    il, it, ir, ib = max(l, 0), max(t, 0), min(r, w), min(b, h)
+    left, top, right, bottom = box
+    il, it, ir, ib = max(left, 0), max(top, 0), min(right, w), min(bottom, h)
     if ir <= il or ib <= it:
         raise ValueError(f"box {box} lies outside the {w}x{h} frame")
     inside = image[it:ib, il:ir]
-    if mode == "clamp" or (il, it, ir, ib) == (l, t, r, b):
+    if mode == "clamp" or (il, it, ir, ib) == (left, top, right, bottom):
         return inside
     if mode != "pad":
         raise ValueError(f"unknown out-of-frame mode {mode!r}; use 'clamp' or 'pad'")
-    out = np.full((b - t, r - l) + image.shape[2:], fill, dtype=image.dtype)
-    out[it - t:ib - t, il - l:ir - l] = inside
+    out = np.full((bottom - top, right - left) + image.shape[2:], fill, dtype=image.dtype)
+    out[it - top:ib - top, il - left:ir - left] = inside
     return out
 
 

@@ -89,10 +89,10 @@ class FaceDetector:
             found = _haar_detector().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=6,
                                                       minSize=(max(20, side // 10),) * 2)
             raw = [(int(x), int(y), int(x + fw), int(y + fh)) for x, y, fw, fh in found]
-        boxes = [(int(round(l / scale)), int(round(t / scale)), int(round(r / scale)), int(round(b / scale)))
-                 for l, t, r, b in raw]
+        boxes = [(int(round(x0 / scale)), int(round(y0 / scale)), int(round(x1 / scale)), int(round(y1 / scale)))
+                 for x0, y0, x1, y1 in raw]
         # Clip to the image: dlib may report boxes slightly past the border.
-        boxes = [(max(l, 0), max(t, 0), min(r, w), min(b, h)) for l, t, r, b in boxes]
+        boxes = [(max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)) for x0, y0, x1, y1 in boxes]
         boxes = [bx for bx in boxes if bx[2] > bx[0] and bx[3] > bx[1]]
         boxes.sort(key=lambda bx: (bx[2] - bx[0]) * (bx[3] - bx[1]), reverse=True)
         return boxes

@@ -46,16 +46,16 @@ class PasteBack:
         if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
             raise InputError(f"paste-back needs an RGB uint8 photo, got {photo.shape} {photo.dtype}")
         h, w = photo.shape[:2]
-        l, t, r, b = box
-        if r <= l or b <= t:
+        left, top, right, bottom = box
+        if right <= left or bottom <= top:
             raise InputError(f"crop box {box} has no area")
         self.photo = photo
         self.box = box
-        self.inner = (max(l, 0), max(t, 0), min(r, w), min(b, h))
+        self.inner = (max(left, 0), max(top, 0), min(right, w), min(bottom, h))
         il, it, ir, ib = self.inner
         if ir <= il or ib <= it:
             raise InputError(f"crop box {box} lies outside the {w}x{h} photo")
-        mask = feather_mask(b - t, r - l, feather)[it - t:ib - t, il - l:ir - l]
+        mask = feather_mask(bottom - top, right - left, feather)[it - top:ib - top, il - left:ir - left]
         self._mask = mask[..., None]
         self._region = photo[it:ib, il:ir].astype(np.float32)
 
@@ -69,9 +69,10 @@ class PasteBack:
         if frame.dtype != np.uint8:
             frame = np.clip(np.asarray(frame, dtype=np.float32) * (255.0 if frame.max() <= 1.0 else 1.0),
                             0, 255).round().astype(np.uint8)
-        l, t, r, b = self.box
+        left, top, right, bottom = self.box
         il, it, ir, ib = self.inner
-        full = resize_image(frame, r - l, b - t)[it - t:ib - t, il - l:ir - l].astype(np.float32)
+        full = resize_image(frame, right - left, bottom - top)[it - top:ib - top, il - left:ir - left]
+        full = full.astype(np.float32)
         blended = self._region + (full - self._region) * self._mask
         out = self.photo.copy()
         # Where the mask is 0 keep the photo's own bytes (no float round trip at all).

@@ -76,7 +76,7 @@ def _smooth(boxes: list[Box], window: int) -> list[Box]:
     """Smooth a face track: a running median over 5 frames drops single-frame detector jumps, then a running
     mean over ``window`` frames spreads the detector's coarse steps (HOG cells are 8 px on the downscaled
     copy, i.e. ~25 px at full resolution) over several frames."""
-    arr = np.array([[(l + r) / 2, (t + b) / 2, r - l, b - t] for l, t, r, b in boxes], dtype=np.float64)
+    arr = np.array([[(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0] for x0, y0, x1, y1 in boxes], dtype=np.float64)
 
     def running(a: np.ndarray, win: int, fn) -> np.ndarray:
         half = max(0, win // 2)
