@@ -61,17 +61,19 @@ def _ui_error(err: Exception) -> gr.Error:
 
 
 def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *, include_shipped: bool = True,
-              limits: DemoLimits = DemoLimits(), device: str = "cpu", webcam_device: str | None = None) -> gr.Blocks:
+              limits: DemoLimits | None = None, device: str = "cpu", webcam_device: str | None = None
+              ) -> gr.Blocks:
     """Build the demo.
 
     Args:
         models: extra entries for the model picker (after the shipped ones): :class:`ModelChoice` objects, or a
             mapping ``label -> LoadedModel | loader()`` (tests inject random-weight 64x64 models this way).
         include_shipped: offer the installed shipped models (:func:`fomm.pretrained.list_pretrained`).
-        limits: upload/video/queue limits.
+        limits: upload/video/queue limits (default: ``DemoLimits()``).
         device: torch device for the animate tab's models.
         webcam_device: device for the webcam tab (default: :func:`fastest_device`).
     """
+    limits = DemoLimits() if limits is None else limits
     choices = (shipped_choices(device) if include_shipped else []) + as_choices(models)
     pool = ModelPool(choices)
     labels = pool.labels
@@ -81,7 +83,10 @@ def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *
     drivings = [str(p) for p in example_files(DRIVING_EXAMPLES)]
 
     def animate(source: str | None, driving: str | None, model_label: str | None, motion: str, adapt: bool,
-                best: bool, crop: bool, progress: gr.Progress = gr.Progress(track_tqdm=True)
+                best: bool, crop: bool,
+                # Gradio's documented idiom: it injects a live tracker for a gr.Progress default; the default
+                # object itself is never used, so building it once at definition time is harmless.
+                progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008
                 ) -> tuple[str, str, str]:
         try:
             roots = _allowed_roots()
