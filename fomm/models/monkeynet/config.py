@@ -12,16 +12,16 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from fomm.config import read_yaml
 from fomm.errors import ConfigError
 
 # 'matrix' (full 2x2 covariance) or a fixed float variance. The original's 'single' (one scalar per keypoint) is
 # used by no released config and is not supported.
-KpVariance = Union[str, float]
+KpVariance = str | float
 # A number the heatmaps are divided by, or "sum" (normalise each heatmap to sum 1).
-NormConst = Union[str, float]
+NormConst = str | float
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -61,7 +61,8 @@ class EmbeddingParams:
         if self.heatmap_type not in ("gaussian", "difference"):
             raise ConfigError(f"heatmap_type must be 'gaussian' or 'difference', got {self.heatmap_type!r}")
         if int(self.use_heatmap) + int(self.use_difference) + int(self.use_deformed_source_image) < 1:
-            raise ConfigError("an embedding needs at least one of use_heatmap, use_difference, use_deformed_source_image")
+            raise ConfigError("an embedding needs at least one of use_heatmap, use_difference, "
+                              "use_deformed_source_image")
         if isinstance(self.norm_const, str) and self.norm_const != "sum":
             raise ConfigError(f"norm_const must be a number or 'sum', got {self.norm_const!r}")
 
