@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytest.importorskip("gradio", reason="the demo needs gradio: pip install 'fomm[demo]'")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install playwright")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="the browser test needs playwright: pip install playwright")
 if CHROMIUM is None:
     pytest.skip("the browser test needs Chromium: apt-get install chromium", allow_module_level=True)
 

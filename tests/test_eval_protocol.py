@@ -235,7 +235,8 @@ def test_cli_wiring_runs_copy_source_and_compare(toy_dataset, tmp_path):
     parser = argparse.ArgumentParser(prog="fomm")
     add_eval_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "run"
-    text = run_eval(parser.parse_args(["eval", "reconstruction", str(toy_dataset), "--out", str(out), "--max-videos", "1"]))
+    argv = ["eval", "reconstruction", str(toy_dataset), "--out", str(out), "--max-videos", "1"]
+    text = run_eval(parser.parse_args(argv))
     assert "| L1 |" in text and (out / "metrics.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["videos"]["total"] == 1
     table_file = tmp_path / "table.md"

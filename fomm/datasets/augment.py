@@ -131,7 +131,8 @@ class ClipAugmentation:
         if jitter.get("hue"):
             lo, hi = _range(jitter["hue"], "hue", 0.0, None)
             if lo < -0.5 or hi > 0.5:
-                raise ConfigError(f"augmentation_params.jitter_param.hue must lie in [-0.5, 0.5], got {jitter['hue']!r}")
+                raise ConfigError("augmentation_params.jitter_param.hue must lie in [-0.5, 0.5], "
+                                  f"got {jitter['hue']!r}")
             self.jitter["hue"] = (lo, hi)
         resize = params.get("resize_param") or {}
         self.resize_ratio = tuple(float(r) for r in resize["ratio"]) if "ratio" in resize else None

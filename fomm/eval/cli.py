@@ -69,7 +69,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     return ev
 
 
-def run_eval(args: argparse.Namespace, make_reconstructor: Callable[[argparse.Namespace], Reconstructor] | None = None) -> str:
+def run_eval(args: argparse.Namespace,
+             make_reconstructor: Callable[[argparse.Namespace], Reconstructor] | None = None) -> str:
     """Execute a parsed ``fomm eval`` command; returns the text to print."""
     if args.eval_command == "compare":
         table = compare(args.runs)

@@ -332,7 +332,8 @@ def summarize(records: list[dict], backends: dict, run: dict) -> dict:
     """Dataset-level numbers from per-video records: each metric is the mean over videos of per-video means."""
     ok = [r for r in records if r["status"] == "ok"]
     metrics = {}
-    roles = {"l1": "pixels", "akd": "landmarks" if "landmarks" in backends else "pose", "mkr": "pose", "aed": "embedding"}
+    roles = {"l1": "pixels", "akd": "landmarks" if "landmarks" in backends else "pose", "mkr": "pose",
+             "aed": "embedding"}
     for name in METRICS:
         have = [r[name] for r in ok if name in r]
         if not have:

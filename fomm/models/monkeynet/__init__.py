@@ -17,5 +17,6 @@ from fomm.models.monkeynet.motion import DenseMotionModule, MovementEmbeddingMod
 __all__ = [
     "MonkeyNetConfig", "ModelParams", "NormalizationParams", "KPDetector", "MotionTransferGenerator", "Discriminator",
     "DenseMotionModule", "MovementEmbeddingModule", "gaussian2kp", "kp2gaussian", "build_monkeynet",
-    "load_monkeynet", "check_frame_size", "load_monkeynet_checkpoint", "detect_keypoints", "normalize_kp", "transfer_one",
+    "load_monkeynet", "check_frame_size", "load_monkeynet_checkpoint", "detect_keypoints", "normalize_kp",
+    "transfer_one",
 ]

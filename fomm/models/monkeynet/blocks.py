@@ -122,7 +122,10 @@ class Decoder(nn.Module):
 
 
 class Hourglass(nn.Module):
-    """Encoder + Decoder: ``[B, in_features, D, H, W] -> [B, out_features, D, H, W]`` (H, W divisible by 2**num_blocks)."""
+    """Encoder + Decoder: ``[B, in_features, D, H, W] -> [B, out_features, D, H, W]``.
+
+    H and W must be divisible by ``2**num_blocks``.
+    """
 
     def __init__(self, block_expansion: int, in_features: int, out_features: int, num_blocks: int = 3,
                  max_features: int = 256) -> None:

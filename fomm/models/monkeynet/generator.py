@@ -24,8 +24,9 @@ class MotionTransferGenerator(nn.Module):
     """
 
     def __init__(self, num_channels: int, num_kp: int, kp_variance: KpVariance, block_expansion: int,
-                 max_features: int, num_blocks: int, num_refinement_blocks: int, dense_motion_params: dict | None = None,
-                 kp_embedding_params: dict | None = None, interpolation_mode: str = "nearest") -> None:
+                 max_features: int, num_blocks: int, num_refinement_blocks: int,
+                 dense_motion_params: dict | None = None, kp_embedding_params: dict | None = None,
+                 interpolation_mode: str = "nearest") -> None:
         super().__init__()
         self.appearance_encoder = Encoder(block_expansion, in_features=num_channels, max_features=max_features,
                                           num_blocks=num_blocks)
@@ -45,7 +46,8 @@ class MotionTransferGenerator(nn.Module):
         in_features = block_expansion + num_channels + embedding_features
         self.refinement_module = nn.Sequential()
         for i in range(num_refinement_blocks):
-            self.refinement_module.add_module(f"r{i}", ResBlock3D(in_features, kernel_size=(1, 3, 3), padding=(0, 1, 1)))
+            self.refinement_module.add_module(f"r{i}",
+                                              ResBlock3D(in_features, kernel_size=(1, 3, 3), padding=(0, 1, 1)))
         self.refinement_module.add_module("conv-last", nn.Conv3d(in_features, num_channels, kernel_size=1, padding=0))
         self.interpolation_mode = interpolation_mode
 
