@@ -79,7 +79,7 @@ def test_animate_png_frames_match_direct_model_calls(tmp_path, small, source, go
     with torch.no_grad():
         kp_s = model.kp_detector(src)
         kp_d = [model.kp_detector(f) for f in frames]
-        for t, f in enumerate(frames):
+        for t in range(len(frames)):
             kp = fomm.normalize_kp(kp_s, kp_d[t], kp_d[0], use_relative_movement=True, use_relative_jacobian=True,
                                    adapt_movement_scale=True)
             ref = tensor_to_uint8(model.generator(src, kp_source=kp_s, kp_driving=kp)["prediction"])[0]

@@ -416,7 +416,7 @@ def test_streaming_memory_is_flat(tmp_path):
         c.mux(s.encode(None))
     gc.collect()
     count, rss_at_100 = 0, 0
-    for frame in iter_frames(path):
+    for _ in iter_frames(path):
         count += 1
         if count == 100:
             gc.collect()
