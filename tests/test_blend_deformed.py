@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from test_realtime import decode_fp32_and_view
-from test_train import _opts, make_strips, tiny_config
+from helpers import decode_fp32_and_view, make_strips, tiny_config
+from helpers import train_opts as _opts
 
 import fomm
 from fomm.checkpoint import load_container, save_checkpoint

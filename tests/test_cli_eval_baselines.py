@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train import make_strips
+from helpers import make_strips, tiny_x2face
 
 import fomm
 from fomm.cli.main import main
@@ -77,8 +77,6 @@ def test_eval_x2face_both_forms_agree(golden_dir, data, tmp_path):
 
 
 def test_eval_with_a_trained_tiny_x2face_checkpoint(data, tmp_path):
-    from test_train_baselines import tiny_x2face
-
     cfg = tiny_x2face(tmp_path)
     run = tmp_path / "run"
     assert main(["train", "--model", "x2face", "--config", str(cfg), "--data", str(data), "--out", str(run),

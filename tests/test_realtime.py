@@ -10,26 +10,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import decode_fp32_and_view
 
 import fomm
 from fomm.animate import Animator
 from fomm.errors import FommError
 from fomm.io.video import iter_frames
 from fomm.realtime import autocast_dtype, cpu_supports_bf16, psnr
-
-
-def decode_fp32_and_view(model, view, src, drv):
-    """``(fp32, reduced)``: ``model.generator``'s decode of ``src`` driven by ``drv``, and that of its
-    reduced-precision ``view`` after calibrating the view on the same source."""
-    from fomm.realtime.precision import calibrate_low_precision
-
-    gen = model.generator
-    with torch.no_grad():
-        kp, kp_d = model.kp_detector(src), model.kp_detector(drv)
-        enc = gen.encode_source(src)
-        full = gen.decode(enc, kp, kp_d)
-        calibrate_low_precision(view, enc, kp)
-        return full, view.decode(enc, kp, kp_d)
 
 
 def test_psnr_values():

@@ -13,62 +13,20 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import make_strips, tiny_config
+from helpers import train_opts as _opts
 from PIL import Image
 
 from fomm.checkpoint import load_container
 from fomm.cli.main import main as cli
 from fomm.config import load_config
 from fomm.errors import ConfigError, InputError, OutputError
-from fomm.train.trainer import TrainingError, TrainOptions, list_checkpoints, strip_checkpoint, train
-
-
-def tiny_config(tmp_path: Path, adversarial: bool = False, size: int = 32) -> Path:
-    cfg = load_config("actions-64").to_dict()
-    mp = cfg["model_params"]
-    mp["common_params"]["num_kp"] = 3
-    mp["kp_detector_params"].update(block_expansion=8, max_features=16, num_blocks=2, scale_factor=1)
-    mp["generator_params"].update(block_expansion=8, max_features=16, num_bottleneck_blocks=1)
-    # Half-resolution dense motion whatever the bundled config uses: tests below rely on the anti-alias path.
-    dense = mp["generator_params"]["dense_motion_params"]
-    dense.update(block_expansion=8, max_features=16, num_blocks=2, scale_factor=0.5)
-    mp["discriminator_params"].update(block_expansion=8, max_features=16, num_blocks=2)
-    cfg["dataset_params"]["frame_shape"] = [size, size, 3]
-    tp = cfg["train_params"]
-    tp.update(num_epochs=2, num_repeats=4, batch_size=2, checkpoint_freq=1, epoch_milestones=[1])
-    if adversarial:
-        tp["loss_weights"]["generator_gan"] = 1
-        tp["loss_weights"]["feature_matching"] = [10, 10]
-    path = tmp_path / f"tiny{size}{'-adv' if adversarial else ''}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def make_strips(root: Path, n: int = 3, frames: int = 5, size: int = 32, seed: int = 0) -> Path:
-    """``root/train`` + ``root/test`` of strip PNGs: a coloured square moving over a grey background."""
-    rng = np.random.default_rng(seed)
-    for part in ("train", "test"):
-        (root / part).mkdir(parents=True, exist_ok=True)
-        for v in range(n):
-            strip = np.full((size, size * frames, 3), 90, np.uint8)
-            color = rng.integers(100, 255, 3)
-            y, x = rng.integers(0, size // 2, 2)
-            for t in range(frames):
-                x0, y0 = size * t + x + t, y + t
-                strip[y0:y0 + size // 3, x0:x0 + size // 3] = color
-            Image.fromarray(strip).save(root / part / f"{v:04d}.png")
-    return root
+from fomm.train.trainer import TrainingError, list_checkpoints, strip_checkpoint, train
 
 
 @pytest.fixture()
 def data(tmp_path):
     return make_strips(tmp_path / "data")
-
-
-def _opts(config, data, out, **kw):
-    kw.setdefault("workers", 0)
-    kw.setdefault("progress", False)
-    kw.setdefault("log", lambda _m: None)
-    return TrainOptions(config=str(config), data=str(data), out=str(out), **kw)
 
 
 def test_cli_train_writes_logs_checkpoints_and_grids(tmp_path, data):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_train import make_strips
+from helpers import make_strips, tiny_x2face
+from helpers import train_opts as _opts
 
 import fomm
 from fomm.checkpoint import load_container
@@ -20,7 +21,7 @@ from fomm.models.monkeynet import MonkeyNetConfig, build_monkeynet
 from fomm.models.x2face import X2Face, load_x2face
 from fomm.models.x2face.config import X2FaceRunConfig
 from fomm.train.baselines import MonkeyNetObjective, X2FaceObjective, feature_matching_reconstruction
-from fomm.train.trainer import TrainOptions, list_checkpoints, train
+from fomm.train.trainer import list_checkpoints, train
 
 
 def tiny_monkeynet(tmp_path: Path, size: int = 32, **train_overrides) -> Path:
@@ -41,18 +42,6 @@ def tiny_monkeynet(tmp_path: Path, size: int = 32, **train_overrides) -> Path:
     return path
 
 
-def tiny_x2face(tmp_path: Path, size: int = 32, **train_overrides) -> Path:
-    cfg = X2FaceRunConfig.load("actions-64").to_dict()
-    cfg["model_params"].update(ngf=2, inner_nc=8)
-    cfg["dataset_params"]["frame_shape"] = [size, size, 3]
-    tp = cfg["train_params"]
-    tp.update(num_epochs=2, num_repeats=4, batch_size=2, checkpoint_freq=1, epoch_milestones=[1], lr=1e-3)
-    tp.update(train_overrides)
-    path = tmp_path / "x2face-tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.fixture()
 def data(tmp_path):
     return make_strips(tmp_path / "data")
@@ -60,13 +49,6 @@ def data(tmp_path):
 
 def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-
-
-def _opts(config, data, out, **kw):
-    kw.setdefault("workers", 0)
-    kw.setdefault("progress", False)
-    kw.setdefault("log", lambda _m: None)
-    return TrainOptions(config=str(config), data=str(data), out=str(out), **kw)
 
 
 def test_bundled_configs_size_and_resolution():

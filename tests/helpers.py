@@ -1,0 +1,94 @@
+"""Helpers shared by several test modules.
+
+Test modules never import each other (``tests/test_layout.py`` checks it): importing one collects its tests and
+fixtures twice and ties unrelated files together, so anything two of them need lives here. ``tests/`` is on
+``sys.path`` because it has no ``__init__.py`` (pytest's rootdir/prepend import mode inserts the folder of each
+test module and of ``conftest.py``), so test modules use ``from helpers import ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from fomm.config import load_config
+from fomm.models.x2face.config import X2FaceRunConfig
+from fomm.train.trainer import TrainOptions
+
+
+def tiny_config(tmp_path: Path, adversarial: bool = False, size: int = 32) -> Path:
+    """A few-parameter FOMM training config (from ``actions-64``) written under ``tmp_path``; returns its path."""
+    cfg = load_config("actions-64").to_dict()
+    mp = cfg["model_params"]
+    mp["common_params"]["num_kp"] = 3
+    mp["kp_detector_params"].update(block_expansion=8, max_features=16, num_blocks=2, scale_factor=1)
+    mp["generator_params"].update(block_expansion=8, max_features=16, num_bottleneck_blocks=1)
+    # Half-resolution dense motion whatever the bundled config uses: test_train.py relies on the anti-alias path.
+    dense = mp["generator_params"]["dense_motion_params"]
+    dense.update(block_expansion=8, max_features=16, num_blocks=2, scale_factor=0.5)
+    mp["discriminator_params"].update(block_expansion=8, max_features=16, num_blocks=2)
+    cfg["dataset_params"]["frame_shape"] = [size, size, 3]
+    tp = cfg["train_params"]
+    tp.update(num_epochs=2, num_repeats=4, batch_size=2, checkpoint_freq=1, epoch_milestones=[1])
+    if adversarial:
+        tp["loss_weights"]["generator_gan"] = 1
+        tp["loss_weights"]["feature_matching"] = [10, 10]
+    path = tmp_path / f"tiny{size}{'-adv' if adversarial else ''}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def make_strips(root: Path, n: int = 3, frames: int = 5, size: int = 32, seed: int = 0) -> Path:
+    """``root/train`` + ``root/test`` of strip PNGs: a coloured square moving over a grey background."""
+    rng = np.random.default_rng(seed)
+    for part in ("train", "test"):
+        (root / part).mkdir(parents=True, exist_ok=True)
+        for v in range(n):
+            strip = np.full((size, size * frames, 3), 90, np.uint8)
+            color = rng.integers(100, 255, 3)
+            y, x = rng.integers(0, size // 2, 2)
+            for t in range(frames):
+                x0, y0 = size * t + x + t, y + t
+                strip[y0:y0 + size // 3, x0:x0 + size // 3] = color
+            Image.fromarray(strip).save(root / part / f"{v:04d}.png")
+    return root
+
+
+def train_opts(config, data, out, **kw):
+    """:class:`TrainOptions` for a quiet in-process test run (no workers, no progress bar, no log lines)."""
+    kw.setdefault("workers", 0)
+    kw.setdefault("progress", False)
+    kw.setdefault("log", lambda _m: None)
+    return TrainOptions(config=str(config), data=str(data), out=str(out), **kw)
+
+
+def tiny_x2face(tmp_path: Path, size: int = 32, **train_overrides) -> Path:
+    """A few-parameter X2Face training config written under ``tmp_path``; returns its path."""
+    cfg = X2FaceRunConfig.load("actions-64").to_dict()
+    cfg["model_params"].update(ngf=2, inner_nc=8)
+    cfg["dataset_params"]["frame_shape"] = [size, size, 3]
+    tp = cfg["train_params"]
+    tp.update(num_epochs=2, num_repeats=4, batch_size=2, checkpoint_freq=1, epoch_milestones=[1], lr=1e-3)
+    tp.update(train_overrides)
+    path = tmp_path / "x2face-tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def decode_fp32_and_view(model, view, src, drv):
+    """``(fp32, reduced)``: ``model.generator``'s decode of ``src`` driven by ``drv``, and that of its
+    reduced-precision ``view`` after calibrating the view on the same source."""
+    from fomm.realtime.precision import calibrate_low_precision
+
+    gen = model.generator
+    with torch.no_grad():
+        kp, kp_d = model.kp_detector(src), model.kp_detector(drv)
+        enc = gen.encode_source(src)
+        full = gen.decode(enc, kp, kp_d)
+        calibrate_low_precision(view, enc, kp)
+        return full, view.decode(enc, kp, kp_d)
+
