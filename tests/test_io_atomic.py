@@ -199,3 +199,12 @@ def test_refuse_allows_distinct_paths(tmp_path):
     dangling = tmp_path / "dangling.mp4"
     dangling.symlink_to(tmp_path / "nowhere.mp4")
     refuse_input_overwrite(dangling, src)
+
+
+def test_entering_after_begin_keeps_the_temporary(tmp_path):
+    out = atomic_dir(tmp_path / "frames")
+    tmp = out.begin()
+    with out as same:
+        assert same == tmp
+        (same / "a").write_text("a")
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fomm.errors import FommError
-from fomm.eval.frames import write_text_atomic
 from fomm.eval.protocol import (
     METRIC_KINDS,
     Reconstructor,
@@ -24,6 +23,7 @@ from fomm.eval.protocol import (
     make_suite,
 )
 from fomm.eval.report import compare, markdown
+from fomm.io.atomic import write_text_atomic
 
 
 def _add_reconstruction_args(p: argparse.ArgumentParser, top_level: bool) -> None:
@@ -69,7 +69,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     return ev
 
 
-def run_eval(args: argparse.Namespace, make_reconstructor: Callable[[argparse.Namespace], Reconstructor] | None = None) -> str:
+def run_eval(args: argparse.Namespace,
+             make_reconstructor: Callable[[argparse.Namespace], Reconstructor] | None = None) -> str:
     """Execute a parsed ``fomm eval`` command; returns the text to print."""
     if args.eval_command == "compare":
         table = compare(args.runs)

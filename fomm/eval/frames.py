@@ -9,16 +9,13 @@ All frames returned here are ``uint8`` arrays of shape ``[T, H, W, 3]`` (RGB); e
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageSequence
 
 from fomm.errors import InputError, OutputError
-from fomm.io.image import apply_umask
+from fomm.io.atomic import atomic_dir
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -134,31 +131,11 @@ def write_frame_folder(frames: np.ndarray, folder: Path) -> None:
     leaves a half-written video that a resumed run would take for finished.
     """
     folder = Path(folder)
+    out = atomic_dir(folder)
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp = out.begin()
     except OSError as err:
         raise OutputError(f"cannot write to {folder.parent}: {err}; choose a writable output folder") from err
-    try:
+    with out:
         for t, f in enumerate(frames):
             Image.fromarray(f).save(tmp / f"{t:05d}.png")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see a partial file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        apply_umask(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {err}; choose a writable output folder") from err

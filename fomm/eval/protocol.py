@@ -41,8 +41,8 @@ from fomm.eval.frames import (
     to_uint8,
     video_id,
     write_frame_folder,
-    write_text_atomic,
 )
+from fomm.io.atomic import write_text_atomic
 
 #: ``reconstruct(source [H,W,3] float32 in [0,1], driving frames) -> generated frames``, one per driving frame.
 Reconstructor = Callable[[np.ndarray, Iterable[np.ndarray]], Iterator[np.ndarray]]
@@ -332,7 +332,8 @@ def summarize(records: list[dict], backends: dict, run: dict) -> dict:
     """Dataset-level numbers from per-video records: each metric is the mean over videos of per-video means."""
     ok = [r for r in records if r["status"] == "ok"]
     metrics = {}
-    roles = {"l1": "pixels", "akd": "landmarks" if "landmarks" in backends else "pose", "mkr": "pose", "aed": "embedding"}
+    roles = {"l1": "pixels", "akd": "landmarks" if "landmarks" in backends else "pose", "mkr": "pose",
+             "aed": "embedding"}
     for name in METRICS:
         have = [r[name] for r in ok if name in r]
         if not have:

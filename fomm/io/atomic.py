@@ -105,7 +105,8 @@ class AtomicFile:
             self.tmp = None
 
     def __enter__(self) -> Path:
-        return self.begin()
+        # Entering after an explicit begin() (to tell creation errors from writing errors) keeps that temporary.
+        return self.tmp if self.tmp is not None else self.begin()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
@@ -179,7 +180,8 @@ class AtomicDir:
             self.tmp = None
 
     def __enter__(self) -> Path:
-        return self.begin()
+        # Entering after an explicit begin() (to tell creation errors from writing errors) keeps that temporary.
+        return self.tmp if self.tmp is not None else self.begin()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,7 +25,8 @@ import av
 import numpy as np
 
 from fomm.errors import InputError, OutputError
-from fomm.io.image import IMAGE_EXTENSIONS, apply_umask, read_image, resize_uint8
+from fomm.io.atomic import atomic_dir, atomic_file
+from fomm.io.image import IMAGE_EXTENSIONS, read_image, resize_uint8
 
 #: Frame rate assumed for a still image or a frame folder that does not record its own rate.
 DEFAULT_FPS = Fraction(25)
@@ -701,6 +700,8 @@ class VideoWriter(_AtomicWriterBase):
         self._container: av.container.OutputContainer | None = None
         self._stream = None
         self._audio: _AudioCopier | None = None
+        # The suffix keeps the container's extension, which PyAV reads the format from.
+        self._out = atomic_file(self.path, suffix=f".part{self.path.suffix}")
         self._tmp: str | None = None
         self._closed = False
 
@@ -711,10 +712,7 @@ class VideoWriter(_AtomicWriterBase):
 
     def _open(self, h: int, w: int) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".part{self.path.suffix}",
-                                             dir=self.path.parent)
-            os.close(fd)
+            self._tmp = str(self._out.begin())
         except OSError as err:
             raise OutputError(f"{self.path}: cannot write here ({_err_text(err)})") from None
         fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
@@ -780,8 +778,7 @@ class VideoWriter(_AtomicWriterBase):
                 self._audio = None
             self._container.close()
             self._container = None
-            apply_umask(self._tmp)
-            os.replace(self._tmp, self.path)
+            self._out.commit()
         except BaseException as err:
             self.abort()
             if isinstance(err, OSError):
@@ -805,8 +802,7 @@ class VideoWriter(_AtomicWriterBase):
             except Exception:
                 pass
             self._container = None
-        if self._tmp is not None and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        self._out.discard()
 
 
 class FrameFolderWriter(_AtomicWriterBase):
@@ -830,6 +826,7 @@ class FrameFolderWriter(_AtomicWriterBase):
         self.compress_level = compress_level
         self.frames_written = 0
         self.size: _FrameSize | None = None
+        self._out = atomic_dir(self.path, check_existing=_check_replaceable_frame_folder)
         self._tmpdir: str | None = None
         self._closed = False
 
@@ -846,9 +843,7 @@ class FrameFolderWriter(_AtomicWriterBase):
         frame = self._check_frame(frame)
         if self._tmpdir is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._tmpdir = tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part",
-                                                dir=self.path.parent)
+                self._tmpdir = str(self._out.begin())
             except OSError as err:
                 raise OutputError(f"{self.path}: cannot write here ({_err_text(err)})") from None
             self.size = frame.shape[:2]
@@ -879,18 +874,7 @@ class FrameFolderWriter(_AtomicWriterBase):
             Path(self._tmpdir, FPS_FILE).write_text(f"{self.fps.numerator}/{self.fps.denominator}\n")
             if self._want_audio:
                 self._write_audio()
-            os.chmod(self._tmpdir, 0o777 & ~_umask())
-            old = None
-            if self.path.exists():
-                # Re-checked here: the folder may have changed since the writer was created.
-                if not self.path.is_dir() or not _is_frame_folder(self.path):
-                    raise OutputError(f"{self.path}: is no longer an empty or frame folder; not replacing it")
-                old = tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent)
-                os.rmdir(old)
-                os.replace(self.path, old)
-            os.replace(self._tmpdir, self.path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            self._out.commit()
         except BaseException as err:
             self.abort()
             if isinstance(err, OSError):
@@ -903,15 +887,14 @@ class FrameFolderWriter(_AtomicWriterBase):
     def abort(self) -> None:
         """Discard everything written so far."""
         self._closed = True
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        self._out.discard()
+        self._tmpdir = None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _check_replaceable_frame_folder(p: Path) -> None:
+    """Re-checked when the frames are committed: the target may have changed since the writer was created."""
+    if not p.is_dir() or not _is_frame_folder(p):
+        raise OutputError(f"{p}: is no longer an empty or frame folder; not replacing it")
 
 
 def open_writer(path: str | os.PathLike, fps: float | int | str | Fraction,
