@@ -21,8 +21,8 @@ machine hits them alike; the table reports medians over rounds. ``latency`` is t
 Threads: ``--threads`` sets torch's and ONNX Runtime's intra-op threads. On a CPU shared with other busy processes,
 every parallel op waits for a descheduled worker thread, which costs eager torch several ms per op and hurts the
 batch-1 variants most; ONNX Runtime (fused graph, fewer ops) is far less affected. The committed results were taken
-with nothing else running (``loadavg_1min_before_after`` in the JSON records it). ``realtime.json`` is the 2-thread run, ``realtime_1thread.json`` the same
-with 1 thread.
+with nothing else running (``loadavg_1min_before_after`` in the JSON records it). ``realtime.json`` is the 2-thread run,
+``realtime_1thread.json`` the same with 1 thread.
 
 Quality (PSNR against ``a_original`` on the same frames, real inputs: the bundled example ``source.png`` and the first
 frames of ``driving.mp4``). The weights are random, and a random generator's output is nearly constant grey (its
@@ -69,10 +69,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 def load_frames(n: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     from fomm.assets import example_path
     from fomm.io.image import image_to_tensor, read_image
-    from fomm.io.video import iter_frames
+    from fomm.io.reading import iter_frames
 
     source = image_to_tensor(read_image(example_path("source.png")), size)
-    frames = [image_to_tensor(f, size) for _, f in zip(range(n), iter_frames(example_path("driving.mp4")), strict=False)]
+    frames = [image_to_tensor(f, size)
+              for _, f in zip(range(n), iter_frames(example_path("driving.mp4")), strict=False)]
     return source, torch.cat(frames)
 
 

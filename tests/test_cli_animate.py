@@ -15,7 +15,8 @@ from PIL import Image
 import fomm
 from fomm.cli.main import main
 from fomm.io.image import image_to_tensor, read_image, tensor_to_uint8
-from fomm.io.video import VideoWriter, iter_frames, probe_video
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import VideoWriter
 
 
 def _make_video(path: Path, frames: int = 6, size: int = 96, fps=25, audio: bool = False) -> Path:
@@ -79,7 +80,7 @@ def test_animate_png_frames_match_direct_model_calls(tmp_path, small, source, go
     with torch.no_grad():
         kp_s = model.kp_detector(src)
         kp_d = [model.kp_detector(f) for f in frames]
-        for t, f in enumerate(frames):
+        for t in range(len(frames)):
             kp = fomm.normalize_kp(kp_s, kp_d[t], kp_d[0], use_relative_movement=True, use_relative_jacobian=True,
                                    adapt_movement_scale=True)
             ref = tensor_to_uint8(model.generator(src, kp_source=kp_s, kp_driving=kp)["prediction"])[0]

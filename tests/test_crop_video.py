@@ -9,26 +9,27 @@ from PIL import Image
 from fomm.crop.boxes import DEFAULT_INCREASE
 from fomm.crop.video import crop_video
 from fomm.errors import InputError
-from fomm.io.video import VideoWriter, iter_frames, probe_video
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import VideoWriter
 
 N = 16  # frames looked at per real clip: enough to track, quick on 2 shared cores
 
 
 def _check_stable(r, frame_w, frame_h):
-    l, t, rr, b = r.box
-    assert rr - l == b - t, "crop box must be square"
-    assert 0 <= l and 0 <= t and rr <= frame_w and b <= frame_h
+    x0, t, rr, b = r.box
+    assert rr - x0 == b - t, "crop box must be square"
+    assert 0 <= x0 and 0 <= t and rr <= frame_w and b <= frame_h
     faces = np.array(r.face_boxes)
     assert len(faces) == r.end - r.start
     # one box per scene: it holds every (smoothed) face box of the segment
-    assert (faces[:, 0] >= l).all() and (faces[:, 1] >= t).all()
+    assert (faces[:, 0] >= x0).all() and (faces[:, 1] >= t).all()
     assert (faces[:, 2] <= rr).all() and (faces[:, 3] <= b).all()
     # stated jitter bound: the smoothed face centre moves < 10 % of the face side between frames
     side = (faces[:, 2] - faces[:, 0]).mean()
     centres = np.stack([(faces[:, 0] + faces[:, 2]) / 2, (faces[:, 1] + faces[:, 3]) / 2], 1)
     assert np.abs(np.diff(centres, axis=0)).max(initial=0) < 0.1 * side
     union = max(faces[:, 2].max() - faces[:, 0].min(), faces[:, 3].max() - faces[:, 1].min())
-    return side, union, rr - l
+    return side, union, rr - x0
 
 
 @pytest.mark.parametrize("clip,frame_size,is_face_crop,audio", [
@@ -80,8 +81,8 @@ def test_scene_cut_and_face_loss_split(data_dir, tmp_path):
     # the cropped pixels are the input's: compare the first written frame with a crop of the source frame
     first = next(iter_frames(results[1].path))
     frames = list(iter_frames(src, max_frames=11))
-    l, t, r_, bt = results[1].box
-    ref = np.asarray(Image.fromarray(frames[10][t:bt, l:r_]).resize((32, 32), Image.BICUBIC)).astype(int)
+    x0, t, r_, bt = results[1].box
+    ref = np.asarray(Image.fromarray(frames[10][t:bt, x0:r_]).resize((32, 32), Image.BICUBIC)).astype(int)
     assert np.abs(first.astype(int) - ref).mean() < 8  # H.264 twice; a wrong box gives ~40+
 
 

@@ -2,7 +2,7 @@
 
 Two streaming passes over the video (memory stays at one frame):
 
-1. every frame is SAR-corrected (:func:`fomm.io.video.iter_frames`), a 32x32 grey thumbnail is compared
+1. every frame is SAR-corrected (:func:`fomm.io.reading.iter_frames`), a 32x32 grey thumbnail is compared
    with the previous one to find scene cuts, and the face detector runs on it;
 2. the frames are split into *segments*: a new segment starts at a scene cut, or when no detection has
    overlapped the tracked face by ``min_iou`` for more than ``max_lost`` frames (face lost, or jumped to
@@ -28,7 +28,8 @@ from tqdm import tqdm
 from fomm.crop.boxes import DEFAULT_INCREASE, Box, crop_and_resize, fit_box, square_box
 from fomm.crop.detect import Backend, FaceDetector
 from fomm.errors import InputError
-from fomm.io.video import check_output_path, iter_frames, open_writer, probe_video
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import check_output_path, open_writer
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _smooth(boxes: list[Box], window: int) -> list[Box]:
     """Smooth a face track: a running median over 5 frames drops single-frame detector jumps, then a running
     mean over ``window`` frames spreads the detector's coarse steps (HOG cells are 8 px on the downscaled
     copy, i.e. ~25 px at full resolution) over several frames."""
-    arr = np.array([[(l + r) / 2, (t + b) / 2, r - l, b - t] for l, t, r, b in boxes], dtype=np.float64)
+    arr = np.array([[(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0] for x0, y0, x1, y1 in boxes], dtype=np.float64)
 
     def running(a: np.ndarray, win: int, fn) -> np.ndarray:
         half = max(0, win // 2)

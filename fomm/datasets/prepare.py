@@ -14,7 +14,7 @@ lists). Conventions, chosen to reproduce the published preprocessed datasets:
   (``ref_fps`` from the metadata), so a download at another frame rate is cut at the same times. Rates
   within 0.1 % (29.97 listed, 30000/1001 decoded) count as equal and map frames one to one.
 * The box is scaled by ``decoded_size / (width, height)`` when the download's resolution differs from
-  the listed one (truncating to int). Frames are SAR-corrected by :func:`fomm.io.video.iter_frames`.
+  the listed one (truncating to int). Frames are SAR-corrected by :func:`fomm.io.reading.iter_frames`.
 * Boxes past the frame edge (866 VoxCeleb rows) are **clamped** by default (``out_of_frame="clamp"``:
   the part inside the frame is kept and stretched to the square output, which is what the original
   preprocessing did, so results stay comparable); ``out_of_frame="pad"`` keeps the geometry instead and
@@ -138,7 +138,7 @@ class _ChunkJob:
         return c.start * fps <= index * c.fps < c.end * fps
 
     def write(self, frame: np.ndarray) -> None:
-        from fomm.io.video import open_writer  # noqa: PLC0415 - keeps metadata parsing import-light
+        from fomm.io.writing import open_writer  # noqa: PLC0415 - keeps metadata parsing import-light
 
         c = self.chunk
         if self.writer is None:
@@ -177,7 +177,7 @@ def prepare_video(video: Path, chunks: list[Chunk], out: Path, fmt: Format = "mp
 
     Never raises for a bad chunk or video: the reason is returned instead.
     """
-    from fomm.io.video import iter_frames, probe_video  # noqa: PLC0415
+    from fomm.io.reading import iter_frames, probe_video  # noqa: PLC0415
 
     try:
         info = probe_video(video)

@@ -22,7 +22,8 @@ from fomm.animate import animate_video
 from fomm.api import LoadedModel
 from fomm.errors import InputError
 from fomm.io.image import IMAGE_EXTENSIONS, image_to_tensor, read_image, resize_uint8
-from fomm.io.video import VideoInfo, VideoWriter, iter_frames, probe_video
+from fomm.io.reading import VideoInfo, iter_frames, probe_video
+from fomm.io.writing import VideoWriter
 
 #: Driving-video containers accepted from the browser (anything else is refused before it is decoded).
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif")
@@ -98,7 +99,8 @@ def _check_size(p: Path, limits: DemoLimits, what: str) -> None:
 def check_source(path: Path, limits: DemoLimits) -> np.ndarray:
     """The source photo as uint8 ``[H, W, 3]``; InputError if it is not an image we accept."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise InputError(f"the source must be an image ({', '.join(IMAGE_EXTENSIONS)}), not '{path.suffix or path.name}'")
+        raise InputError(f"the source must be an image ({', '.join(IMAGE_EXTENSIONS)}), "
+                         f"not '{path.suffix or path.name}'")
     _check_size(path, limits, "source image")
     try:
         return read_image(path)
@@ -205,7 +207,8 @@ def write_preview(model: LoadedModel, source: np.ndarray, driving: Path, result:
     bar = tqdm(total=info.num_frames, unit="frame", desc="preview", disable=not progress, leave=False)
     try:
         with VideoWriter(output, info.fps_fraction, audio_from=driving if info.has_audio else None) as writer:
-            pairs = zip(iter_frames(driving, size=(panel, panel)), iter_frames(result, size=(panel, panel)), strict=False)
+            pairs = zip(iter_frames(driving, size=(panel, panel)), iter_frames(result, size=(panel, panel)),
+                        strict=False)
             for batch in _batched(pairs, 8):
                 kps = detect_keypoints(model, [d for d, _ in batch])
                 for (drv, res), kp in zip(batch, kps, strict=True):
