@@ -14,7 +14,7 @@ import os
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import av
 import numpy as np
@@ -109,8 +109,33 @@ def _video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-class _AtomicWriterBase:
-    """Shared context-manager behaviour: ``close()`` on success, ``abort()`` (remove temp output) on error."""
+@runtime_checkable
+class FrameSink(Protocol):
+    """Where a producer's frames go: a video file, a PNG folder, memory.
+
+    ``write(frame)`` appends one uint8 ``[H, W, 3]`` RGB frame (every frame the first frame's size; a wrong frame
+    is a ValueError). ``close()`` commits everything written and returns the output path (``None`` when there is
+    no file, as for :class:`MemorySink`); ``abort()`` discards it, leaving nothing behind. ``has_audio`` says
+    whether the output gets a sound track. Used as a context manager it commits on a clean exit and aborts when
+    the block raises.
+    """
+
+    @property
+    def has_audio(self) -> bool: ...
+
+    def write(self, frame: np.ndarray) -> None: ...
+
+    def close(self) -> Path | None: ...
+
+    def abort(self) -> None: ...
+
+    def __enter__(self) -> FrameSink: ...
+
+    def __exit__(self, exc_type, exc, tb) -> None: ...
+
+
+class _SinkBase:
+    """What every :class:`FrameSink` here shares: the context manager and the frame check."""
 
     def __enter__(self):
         return self
@@ -121,7 +146,7 @@ class _AtomicWriterBase:
         else:
             self.abort()
 
-    def close(self) -> Path:  # pragma: no cover - overridden
+    def close(self) -> Path | None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def abort(self) -> None:  # pragma: no cover - overridden
@@ -135,7 +160,7 @@ class _AtomicWriterBase:
         return frame
 
 
-class VideoWriter(_AtomicWriterBase):
+class VideoWriter(_SinkBase):
     """Stream uint8 RGB frames into an H.264 MP4 (or MOV/M4V) at an exact frame rate.
 
     Usage::
@@ -282,7 +307,7 @@ class VideoWriter(_AtomicWriterBase):
         self._out.discard()
 
 
-class FrameFolderWriter(_AtomicWriterBase):
+class FrameFolderWriter(_SinkBase):
     """Write frames losslessly as ``000000.png``, ``000001.png``, ... into a folder.
 
     Same interface as :class:`VideoWriter`. The folder also receives ``fps.txt`` (the exact rate, read back
@@ -374,8 +399,53 @@ def _check_replaceable_frame_folder(p: Path) -> None:
         raise OutputError(f"{p}: is no longer an empty or frame folder; not replacing it")
 
 
+class MemorySink(_SinkBase):
+    """A :class:`FrameSink` that keeps a copy of every frame in :attr:`frames` (tests, in-process consumers).
+
+    Frames are checked like the file writers check them (uint8 ``[H, W, 3]``, all the first frame's size) and
+    copied, so the producer may reuse its buffer. :meth:`close` returns ``None`` (there is no file) and keeps
+    the frames; :meth:`abort` drops them. ``fps``, when given, is kept as an exact :class:`~fractions.Fraction`.
+    """
+
+    def __init__(self, fps: float | int | str | Fraction | None = None) -> None:
+        self.fps = to_fraction(fps) if fps is not None else None
+        #: The frames written so far, uint8 ``[H, W, 3]`` each.
+        self.frames: list[np.ndarray] = []
+        self.size: _FrameSize | None = None
+        self._closed = False
+
+    @property
+    def has_audio(self) -> bool:
+        return False
+
+    @property
+    def frames_written(self) -> int:
+        return len(self.frames)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append a copy of one uint8 ``[H, W, 3]`` RGB frame."""
+        if self._closed:
+            raise RuntimeError("MemorySink is closed")
+        frame = self._check_frame(frame)
+        if self.size is None:
+            self.size = frame.shape[:2]
+        elif frame.shape[:2] != self.size:
+            raise ValueError(f"frame {len(self.frames)} is {frame.shape[1]}x{frame.shape[0]}, but the first "
+                             f"frame is {self.size[1]}x{self.size[0]}")
+        self.frames.append(frame.copy())
+
+    def close(self) -> None:
+        """Stop accepting frames; :attr:`frames` stays."""
+        self._closed = True
+
+    def abort(self) -> None:
+        """Stop accepting frames and drop those written."""
+        self._closed = True
+        self.frames.clear()
+
+
 def open_writer(path: str | os.PathLike, fps: float | int | str | Fraction,
-                audio_from: str | os.PathLike | None = None, **kwargs) -> VideoWriter | FrameFolderWriter:
+                audio_from: str | os.PathLike | None = None, **kwargs) -> FrameSink:
     """A :class:`FrameFolderWriter` when ``path`` ends with ``/`` or is an existing folder, else a
     :class:`VideoWriter` (``.mp4``/``.m4v``/``.mov``). Extra keyword arguments go to the writer."""
     if _is_folder_target(path):
