@@ -33,16 +33,8 @@ from tqdm import tqdm
 from fomm.errors import FommError, InputError
 from fomm.eval import metrics as M
 from fomm.eval.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
-from fomm.eval.frames import (
-    list_videos,
-    read_video,
-    resize_frames,
-    to_float,
-    to_uint8,
-    video_id,
-    write_frame_folder,
-)
 from fomm.io.atomic import write_text_atomic
+from fomm.io.clips import list_videos, read_clip, resize_frames, to_float, to_uint8, video_id, write_frame_folder
 
 #: ``reconstruct(source [H,W,3] float32 in [0,1], driving frames) -> generated frames``, one per driving frame.
 Reconstructor = Callable[[np.ndarray, Iterable[np.ndarray]], Iterator[np.ndarray]]
@@ -123,7 +115,7 @@ def read_json(path: Path):
 
 
 def _load_real(path: Path, size: int | None) -> np.ndarray:
-    frames = read_video(path)
+    frames = read_clip(path)
     return resize_frames(frames, size) if size else frames
 
 
@@ -215,7 +207,7 @@ def score_video(real: np.ndarray, generated: np.ndarray, suite: MetricSuite) -> 
 
 def read_generated(out_dir: str | Path, vid: str) -> np.ndarray:
     """The saved generated frames of one video, ``uint8 [T, H, W, 3]``."""
-    return read_video(Path(out_dir) / "generated" / vid)
+    return read_clip(Path(out_dir) / "generated" / vid)
 
 
 def score(
