@@ -23,10 +23,8 @@ import numpy as np
 from PIL import Image
 
 from fomm.errors import InputError, OutputError
+from fomm.eval.records import LABELS, METRICS, write_json
 from fomm.io.atomic import atomic_file, write_text_atomic
-
-METRICS = ("l1", "akd", "mkr", "aed")
-LABELS = {"l1": "L1", "akd": "AKD", "mkr": "MKR", "aed": "AED"}
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -181,8 +179,6 @@ def write_reports(
     ``load_frames(video_id) -> (real, generated)`` feeds the qualitative grid (``uint8 [T,H,W,3]`` each); the grid
     shows the first ``grid_videos`` successfully scored videos.
     """
-    from fomm.eval.protocol import write_json
-
     out_dir = Path(out_dir)
     paths = {
         "metrics.json": out_dir / "metrics.json",
