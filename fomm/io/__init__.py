@@ -2,7 +2,7 @@
 
 :mod:`fomm.io.image` (still images), :mod:`fomm.io.reading` (videos, frame folders), :mod:`fomm.io.audio`
 (copying a source's sound), :mod:`fomm.io.writing` (frame sinks: MP4, PNG folder, memory), :mod:`fomm.io.atomic`
-(all-or-nothing outputs).
+(all-or-nothing outputs) and :mod:`fomm.io.clips` (whole clips as arrays, for evaluation).
 """
 
 from __future__ import annotations
