@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def make_driving(path: Path, frames: int, size: int = 256, fps: int = 25) -> None:
-    from fomm.io.video import VideoWriter
+    from fomm.io.writing import VideoWriter
 
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     with VideoWriter(path, fps=fps) as w:

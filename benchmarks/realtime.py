@@ -69,7 +69,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 def load_frames(n: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     from fomm.assets import example_path
     from fomm.io.image import image_to_tensor, read_image
-    from fomm.io.video import iter_frames
+    from fomm.io.reading import iter_frames
 
     source = image_to_tensor(read_image(example_path("source.png")), size)
     driving = iter_frames(example_path("driving.mp4"))

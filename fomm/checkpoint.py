@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from fomm.errors import CheckpointError, OutputError
-from fomm.io.image import apply_umask
+from fomm.io.atomic import atomic_file
 
 
 def load_container(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -95,23 +94,19 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, Any], part: st
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path`` and rename it into place (no partial files)."""
+    """``torch.save`` to a temporary file beside ``path`` and rename it into place (no partial files).
+
+    Raises:
+        OutputError: the checkpoint cannot be written (unwritable folder, the target is a folder, a full disk).
+    """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write checkpoint to {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+            # A file object, not the name: torch.save names the archive's top folder after a file name, which
+            # would be the random temporary one.
             torch.save(obj, fh)
-        apply_umask(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # the target is a folder, the disk is full, ...: one line, not a traceback
-            raise OutputError(f"cannot write checkpoint to {path}: {exc.strerror or exc}") from None
-        raise
+    except OSError as exc:  # one line, not a traceback
+        raise OutputError(f"cannot write checkpoint to {path}: {exc.strerror or exc}") from None
     return path
 
 

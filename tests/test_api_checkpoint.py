@@ -159,7 +159,7 @@ def test_atomic_writes_get_the_permissions_a_plain_open_gives(tmp_path):
     import stat
 
     from fomm.checkpoint import atomic_save
-    from fomm.eval.frames import write_text_atomic
+    from fomm.io.atomic import write_text_atomic
 
     old = os.umask(0o022)
     try:

@@ -15,7 +15,8 @@ from PIL import Image
 import fomm
 from fomm.cli.main import main
 from fomm.io.image import image_to_tensor, read_image, tensor_to_uint8
-from fomm.io.video import VideoWriter, iter_frames, probe_video
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import VideoWriter
 
 
 def _make_video(path: Path, frames: int = 6, size: int = 96, fps=25, audio: bool = False) -> Path:

@@ -13,7 +13,8 @@ from fomm.animate import MonkeyNetAnimator, make_animator
 from fomm.cli.main import main
 from fomm.errors import CheckpointError
 from fomm.io.image import image_to_tensor, read_image
-from fomm.io.video import VideoWriter, iter_frames
+from fomm.io.reading import iter_frames
+from fomm.io.writing import VideoWriter
 from fomm.models.monkeynet import transfer_one
 
 

@@ -13,8 +13,8 @@ from helpers import make_strips, tiny_x2face
 
 import fomm
 from fomm.cli.main import main
-from fomm.eval.frames import read_video
 from fomm.eval.protocol import read_generated
+from fomm.io.clips import read_clip
 from fomm.models.monkeynet import transfer_one
 
 
@@ -43,7 +43,7 @@ def test_eval_monkeynet_is_absolute_reconstruction_from_frame_0(golden_dir, data
     assert "L1" in capsys.readouterr().out
     model = fomm.load_model(cfg, ckpt, model="monkeynet")
     for video in sorted((data / "test").iterdir()):
-        real = read_video(video)  # uint8 [T, 32, 32, 3]
+        real = read_clip(video)  # uint8 [T, 32, 32, 3]
         frames = torch.from_numpy(real.astype(np.float32) / 255).permute(0, 3, 1, 2)
         big = _resize(frames, (128, 128))
         ref = transfer_one(model.generator, model.kp_detector, big[:1].unsqueeze(2),
@@ -66,7 +66,7 @@ def test_eval_x2face_both_forms_agree(golden_dir, data, tmp_path):
     assert _l1_mean(a) == pytest.approx(_l1_mean(b), abs=1e-6)
     model = fomm.load_model(None, ckpt, model="x2face")
     video = sorted((data / "test").iterdir())[1]
-    real = read_video(video)
+    real = read_clip(video)
     frames = torch.from_numpy(real.astype(np.float32) / 255).permute(0, 3, 1, 2)
     big = _resize(frames, (256, 256))
     ref = model.generator.animate_frame(big[:1].expand(len(big), -1, -1, -1), big)

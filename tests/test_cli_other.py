@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from fomm.cli.main import main
-from fomm.io.video import probe_video
+from fomm.io.reading import probe_video
 
 
 def test_eval_fomm_model_on_actions_clip(tmp_path, golden_dir, data_dir, capsys):

@@ -9,7 +9,8 @@ from PIL import Image
 from fomm.crop.boxes import DEFAULT_INCREASE
 from fomm.crop.video import crop_video
 from fomm.errors import InputError
-from fomm.io.video import VideoWriter, iter_frames, probe_video
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import VideoWriter
 
 N = 16  # frames looked at per real clip: enough to track, quick on 2 shared cores
 

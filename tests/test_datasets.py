@@ -287,7 +287,7 @@ def test_paired_dataset(tmp_path: Path) -> None:
 
 def test_mp4_random_access_matches_streaming(data_dir: Path) -> None:
     """Seeked frames equal the frames fomm.io streams (same index, SAR-corrected display size)."""
-    from fomm.io.video import iter_frames
+    from fomm.io.reading import iter_frames
 
     path = data_dir / "faces" / "liveportrait" / "driving" / "d9.mp4"
     src = ContainerSource(path)

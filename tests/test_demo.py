@@ -16,7 +16,8 @@ from fomm.demo.examples import DRIVING_EXAMPLES, SOURCE_EXAMPLES, example_files
 from fomm.demo.jobs import DemoLimits, check_driving, check_input_path, check_source, draw_keypoints
 from fomm.demo.models import ModelChoice, ModelPool, checkpoint_choice, choices_from_file
 from fomm.errors import CheckpointError, ConfigError, FommError, InputError
-from fomm.io.video import VideoWriter, iter_frames, probe_video
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import VideoWriter
 
 LIMITS = DemoLimits(max_upload_mb=1.0, max_video_seconds=30.0)
 

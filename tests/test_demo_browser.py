@@ -16,7 +16,7 @@ import pytest
 
 import fomm
 from fomm.assets import example_path
-from fomm.io.video import iter_frames, probe_video
+from fomm.io.reading import iter_frames, probe_video
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -62,7 +62,7 @@ def page_url(tmp_path_factory, data_dir):
 
 
 def _short_clip(path: Path) -> Path:
-    from fomm.io.video import VideoWriter
+    from fomm.io.writing import VideoWriter
 
     with VideoWriter(path, 25, audio_from=None) as w:
         for frame in iter_frames(example_path("driving-man.mp4"), size=(128, 128), max_frames=20):

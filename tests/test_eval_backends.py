@@ -8,7 +8,7 @@ from PIL import Image
 
 from fomm.errors import FommError
 from fomm.eval import metrics as M
-from fomm.eval.frames import read_video
+from fomm.io.clips import read_clip
 
 dlib = pytest.importorskip("dlib")
 
@@ -106,7 +106,7 @@ def test_mediapipe_blanked_lower_half_gives_positive_mkr(data_dir):
 
     pose = MediaPipePose()
     assert pose.info["name"] == "mediapipe-pose" and "0.10" in pose.info["version"]
-    real = read_video(data_dir / "actions/test/00000002.jpg")[::15]
+    real = read_clip(data_dir / "actions/test/00000002.jpg")[::15]
     blanked = real.copy()
     blanked[:, 32:] = 0  # legs gone
     kr = [pose.detect(f) for f in real]

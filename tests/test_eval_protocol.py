@@ -13,8 +13,8 @@ from PIL import Image
 
 from fomm.errors import FommError, InputError
 from fomm.eval import protocol as P
-from fomm.eval.frames import list_videos, read_video
 from fomm.eval.report import compare
+from fomm.io.clips import list_videos, read_clip
 
 REPORT_FILES = [
     "metrics.json",
@@ -64,14 +64,14 @@ def toy_dataset(tmp_path) -> Path:
 
 def test_frame_readers(toy_dataset, data_dir):
     assert [p.name for p in list_videos(toy_dataset)] == ["a.png", "b"]
-    np.testing.assert_array_equal(read_video(toy_dataset / "test" / "a.png"), _moving_square())
-    np.testing.assert_array_equal(read_video(toy_dataset / "test" / "b"), _moving_square(start=4))
-    actions = read_video(data_dir / "actions/test/00000002.jpg")  # PNG data named .jpg, RGBA
+    np.testing.assert_array_equal(read_clip(toy_dataset / "test" / "a.png"), _moving_square())
+    np.testing.assert_array_equal(read_clip(toy_dataset / "test" / "b"), _moving_square(start=4))
+    actions = read_clip(data_dir / "actions/test/00000002.jpg")  # PNG data named .jpg, RGBA
     assert actions.shape == (61, 64, 64, 3) and actions.dtype == np.uint8
     bad = toy_dataset / "bad.png"
     Image.fromarray(np.zeros((10, 25, 3), np.uint8)).save(bad)
     with pytest.raises(InputError, match="multiple of height"):
-        read_video(bad)
+        read_clip(bad)
     with pytest.raises(InputError, match="does not exist"):
         list_videos(toy_dataset / "nope")
 
@@ -110,7 +110,7 @@ def test_copy_source_known_scores_and_reports(toy_dataset, tmp_path):
     for f in REPORT_FILES:
         assert (out / f).is_file(), f
     # generated frames are saved losslessly: they equal the source frame exactly
-    gen = read_video(out / "generated" / "a")
+    gen = read_clip(out / "generated" / "a")
     assert np.array_equal(gen, np.repeat(_moving_square()[:1], 6, axis=0))
     rows = list(csv.DictReader((out / "per_video.csv").open()))
     assert [r["video"] for r in rows] == ["a", "b"] and all(r["status"] == "ok" for r in rows)

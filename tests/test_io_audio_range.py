@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fomm.io import VideoWriter, probe_video
-from fomm.io.video import FrameFolderWriter
+from fomm.io.writing import FrameFolderWriter
 
 RATE = 44100
 TONE_FROM = 1.0  # seconds: the source is silent before, a 440 Hz tone after

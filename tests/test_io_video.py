@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fomm.io.video as video_mod
+import fomm.io.writing as video_mod  # the writer module: _video_codec is patched there
 from fomm.errors import InputError, OutputError
-from fomm.io.video import (
-    FrameFolderWriter,
-    VideoWriter,
-    check_output_path,
-    iter_frames,
-    open_writer,
-    probe_video,
-)
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import FrameFolderWriter, VideoWriter, check_output_path, open_writer
 
 
 def _frame(i: int, h: int, w: int) -> np.ndarray:

@@ -91,7 +91,7 @@ def test_fps_and_resolution_mismatch_map_to_same_content(tmp_path, raw):
 
 
 def test_mp4_resized_resume_and_failures(tmp_path, raw):
-    from fomm.io.video import probe_video
+    from fomm.io.reading import probe_video
 
     vids, _ = raw
     meta = tmp_path / "t.csv"

@@ -30,7 +30,7 @@ def test_shipped_baselines_animate_through_the_cli(tmp_path, name):
     from PIL import Image
 
     from fomm.assets import example_path
-    from fomm.io.video import probe_video
+    from fomm.io.reading import probe_video
 
     out = tmp_path / "frames/"
     assert cli(["animate", "--pretrained", name, "--example", "-o", str(out) + "/", "-q"]) == 0
@@ -54,7 +54,7 @@ def test_cli_default_is_the_shipped_actions_model(tmp_path):
     frames = sorted(out.glob("*.png"))
     entry = REGISTRY[DEFAULT_MODEL]
     from fomm.assets import example_path
-    from fomm.io.video import probe_video
+    from fomm.io.reading import probe_video
 
     assert len(frames) == probe_video(example_path(entry.example_driving)).num_frames
     from PIL import Image

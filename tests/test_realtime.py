@@ -15,7 +15,7 @@ from helpers import decode_fp32_and_view
 import fomm
 from fomm.animate import Animator
 from fomm.errors import FommError
-from fomm.io.video import iter_frames
+from fomm.io.reading import iter_frames
 from fomm.realtime import autocast_dtype, cpu_supports_bf16, psnr
 
 

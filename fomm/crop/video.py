@@ -2,7 +2,7 @@
 
 Two streaming passes over the video (memory stays at one frame):
 
-1. every frame is SAR-corrected (:func:`fomm.io.video.iter_frames`), a 32x32 grey thumbnail is compared
+1. every frame is SAR-corrected (:func:`fomm.io.reading.iter_frames`), a 32x32 grey thumbnail is compared
    with the previous one to find scene cuts, and the face detector runs on it;
 2. the frames are split into *segments*: a new segment starts at a scene cut, or when no detection has
    overlapped the tracked face by ``min_iou`` for more than ``max_lost`` frames (face lost, or jumped to
@@ -28,7 +28,8 @@ from tqdm import tqdm
 from fomm.crop.boxes import DEFAULT_INCREASE, Box, crop_and_resize, fit_box, square_box
 from fomm.crop.detect import Backend, FaceDetector
 from fomm.errors import InputError
-from fomm.io.video import check_output_path, iter_frames, open_writer, probe_video
+from fomm.io.reading import iter_frames, probe_video
+from fomm.io.writing import check_output_path, open_writer
 
 
 @dataclass

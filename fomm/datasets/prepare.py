@@ -14,7 +14,7 @@ lists). Conventions, chosen to reproduce the published preprocessed datasets:
   (``ref_fps`` from the metadata), so a download at another frame rate is cut at the same times. Rates
   within 0.1 % (29.97 listed, 30000/1001 decoded) count as equal and map frames one to one.
 * The box is scaled by ``decoded_size / (width, height)`` when the download's resolution differs from
-  the listed one (truncating to int). Frames are SAR-corrected by :func:`fomm.io.video.iter_frames`.
+  the listed one (truncating to int). Frames are SAR-corrected by :func:`fomm.io.reading.iter_frames`.
 * Boxes past the frame edge (866 VoxCeleb rows) are **clamped** by default (``out_of_frame="clamp"``:
   the part inside the frame is kept and stretched to the square output, which is what the original
   preprocessing did, so results stay comparable); ``out_of_frame="pad"`` keeps the geometry instead and
@@ -30,7 +30,6 @@ lists). Conventions, chosen to reproduce the published preprocessed datasets:
 from __future__ import annotations
 
 import multiprocessing
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from fomm.errors import InputError, OutputError
 
 Format = Literal["mp4", "png"]
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
-_TMP_PREFIX = ".partial-"
+_STALE_PREFIX = ".partial-"
 
 
 @dataclass
@@ -77,7 +76,8 @@ class PrepareSummary:
             f"  written {len(self.written)}, already done {len(self.skipped)}, failed {len(self.failed)}, "
             f"skipped for missing videos {self.missing_chunks}",
             f"  metadata: {self.duplicates_dropped} duplicate rows dropped, {len(self.both_splits)} chunks listed "
-            f"in both splits kept in test only, {self.out_of_frame} boxes past the frame edge ({self.out_of_frame_mode})",
+            f"in both splits kept in test only, {self.out_of_frame} boxes past the frame edge "
+            f"({self.out_of_frame_mode})",
         ]
         if self.missing_videos:
             shown = ", ".join(self.missing_videos[:max_list])
@@ -105,8 +105,9 @@ def chunk_output(out: Path, chunk: Chunk, fmt: Format) -> Path:
     return out / chunk.partition / (chunk.name + (".mp4" if fmt == "mp4" else ""))
 
 
-def _tmp_output(final: Path) -> Path:
-    return final.with_name(_TMP_PREFIX + final.name)
+def _stale_partial(final: Path) -> Path:
+    """Where earlier fomm versions wrote a chunk before renaming it; an interrupted run may have left one."""
+    return final.with_name(_STALE_PREFIX + final.name)
 
 
 def _remove(path: Path) -> None:
@@ -122,7 +123,6 @@ class _ChunkJob:
     def __init__(self, chunk: Chunk, out: Path, fmt: Format, size: int | None, mode: OutOfFrame, fps: object):
         self.chunk, self.fmt, self.size, self.mode, self.fps = chunk, fmt, size, mode, fps
         self.final = chunk_output(out, chunk, fmt)
-        self.tmp = _tmp_output(self.final)
         self.writer = None
         self.frames = 0
         self.error: str | None = None
@@ -138,17 +138,17 @@ class _ChunkJob:
         return c.start * fps <= index * c.fps < c.end * fps
 
     def write(self, frame: np.ndarray) -> None:
-        from fomm.io.video import open_writer  # noqa: PLC0415 - keeps metadata parsing import-light
+        from fomm.io.writing import open_writer  # noqa: PLC0415 - keeps metadata parsing import-light
 
         c = self.chunk
         if self.writer is None:
-            _remove(self.tmp)
+            _remove(_stale_partial(self.final))
             h, w = frame.shape[:2]
             self.box = scale_box(c.bbox, w / c.width, h / c.height)
-            # a trailing slash makes open_writer write a PNG frame folder
-            target = str(self.tmp) + ("/" if self.fmt == "png" else "")
+            # A trailing slash makes open_writer write a PNG frame folder. The writer keeps its output under a
+            # hidden temporary name until close(), so a chunk that exists under its final name is complete.
+            target = str(self.final) + ("/" if self.fmt == "png" else "")
             self.writer = open_writer(target, self.fps)
-            self.writer.__enter__()
         try:
             crop = crop_and_resize(frame, self.box, self.size, self.mode)
         except ValueError:
@@ -157,20 +157,18 @@ class _ChunkJob:
         self.frames += 1
 
     def finish(self) -> None:
-        self.writer.__exit__(None, None, None)
+        self.writer.close()
         self.writer = None
-        os.replace(self.tmp, self.final)
         self.done = True
 
     def abort(self, reason: str) -> None:
         self.error = reason
         if self.writer is not None:
             try:
-                self.writer.__exit__(RuntimeError, RuntimeError(reason), None)
+                self.writer.abort()
             except Exception:  # noqa: BLE001 - the chunk already failed; cleanup is best effort
                 pass
             self.writer = None
-        _remove(self.tmp)
 
 
 def prepare_video(video: Path, chunks: list[Chunk], out: Path, fmt: Format = "mp4", size: int | None = 256,
@@ -179,7 +177,7 @@ def prepare_video(video: Path, chunks: list[Chunk], out: Path, fmt: Format = "mp
 
     Never raises for a bad chunk or video: the reason is returned instead.
     """
-    from fomm.io.video import iter_frames, probe_video  # noqa: PLC0415
+    from fomm.io.reading import iter_frames, probe_video  # noqa: PLC0415
 
     try:
         info = probe_video(video)

@@ -172,16 +172,16 @@ class GifSource(VideoSource):
 
 
 class ContainerSource(VideoSource):
-    """Container video: random access through :class:`fomm.io.video.FrameReader`.
+    """Container video: random access through :class:`fomm.io.reading.FrameReader`.
 
     ``decoded_frames`` counts frames decoded by the last ``read`` (seeking to the keyframe before each wanted
     frame). Frames come out at the display size (sample aspect ratio and rotation applied), exactly as
-    :func:`fomm.io.video.iter_frames` yields them.
+    :func:`fomm.io.reading.iter_frames` yields them.
     """
 
     def __init__(self, path: Path) -> None:
         from fomm.errors import InputError
-        from fomm.io.video import FrameReader
+        from fomm.io.reading import FrameReader
 
         self.path = path
         try:
@@ -209,7 +209,7 @@ class ContainerSource(VideoSource):
 
     def iter_all(self):
         from fomm.errors import InputError
-        from fomm.io.video import iter_frames
+        from fomm.io.reading import iter_frames
 
         try:
             yield from iter_frames(self.path, max_frames=self.num_frames)

@@ -24,11 +24,11 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fomm.errors import InputError, OutputError
+from fomm.io.atomic import atomic_dir, write_text_atomic
 
 SPLITS_DIR = Path(__file__).resolve().parent / "split_files"
 ACTIONS_SPLIT = SPLITS_DIR / "actions_leakfree.json"
@@ -96,7 +96,8 @@ def load_split(path: str | os.PathLike = ACTIONS_SPLIT) -> dict[str, Any]:
         raise InputError(f"split file {p} does not exist")
     with open(p) as fh:
         split = json.load(fh)
-    if not isinstance(split, dict) or not isinstance(split.get("train"), list) or not isinstance(split.get("test"), list):
+    if not isinstance(split, dict) or not isinstance(split.get("train"), list) \
+            or not isinstance(split.get("test"), list):
         raise InputError(f"split file {p} needs 'train' and 'test' lists")
     overlap = set(split["train"]) & set(split["test"])
     if overlap:
@@ -126,12 +127,12 @@ def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str 
             if not (data_root / rel).is_file():
                 raise InputError(f"{data_root / rel} (listed in the split) does not exist; is {data_root} the "
                                  f"Actions folder?")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    tree = atomic_dir(out)  # replaces an existing tree (file or symlink too) only once the new one is complete
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp = tree.begin()
     except OSError as exc:
         raise OutputError(f"cannot write to {out.parent}: {exc}") from None
-    try:
+    with tree:
         for part in ("train", "test"):
             (tmp / part).mkdir()
             for rel in split[part]:
@@ -143,24 +144,12 @@ def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str 
                     os.symlink(src, dst)
                 else:
                     shutil.copy2(src, dst)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
 def write_split(split: dict[str, Any], path: str | os.PathLike = ACTIONS_SPLIT) -> None:
     """Write a split as indented JSON, atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(split, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, p)
+    write_text_atomic(path, json.dumps(split, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":  # regenerate the shipped split: python -m fomm.datasets.splits INDEX_CSV

@@ -22,7 +22,8 @@ from fomm.animate import animate_video
 from fomm.api import LoadedModel
 from fomm.errors import InputError
 from fomm.io.image import IMAGE_EXTENSIONS, image_to_tensor, read_image, resize_uint8
-from fomm.io.video import VideoInfo, VideoWriter, iter_frames, probe_video
+from fomm.io.reading import VideoInfo, iter_frames, probe_video
+from fomm.io.writing import VideoWriter
 
 #: Driving-video containers accepted from the browser (anything else is refused before it is decoded).
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif")

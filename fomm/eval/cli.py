@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fomm.errors import FommError
-from fomm.eval.frames import write_text_atomic
 from fomm.eval.protocol import (
     METRIC_KINDS,
     Reconstructor,
@@ -24,6 +23,7 @@ from fomm.eval.protocol import (
     make_suite,
 )
 from fomm.eval.report import compare, markdown
+from fomm.io.atomic import write_text_atomic
 
 
 def _add_reconstruction_args(p: argparse.ArgumentParser, top_level: bool) -> None:

@@ -19,8 +19,6 @@ found) are recorded and the run goes on.
 
 from __future__ import annotations
 
-import json
-import math
 import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,16 +31,9 @@ from tqdm import tqdm
 from fomm.errors import FommError, InputError
 from fomm.eval import metrics as M
 from fomm.eval.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
-from fomm.eval.frames import (
-    list_videos,
-    read_video,
-    resize_frames,
-    to_float,
-    to_uint8,
-    video_id,
-    write_frame_folder,
-    write_text_atomic,
-)
+from fomm.eval.records import METRICS, clean_json, read_json, write_json
+from fomm.eval.report import write_reports
+from fomm.io.clips import list_videos, read_clip, resize_frames, to_float, to_uint8, video_id, write_frame_folder
 
 #: ``reconstruct(source [H,W,3] float32 in [0,1], driving frames) -> generated frames``, one per driving frame.
 Reconstructor = Callable[[np.ndarray, Iterable[np.ndarray]], Iterator[np.ndarray]]
@@ -96,34 +87,8 @@ def make_suite(kind: str, landmark_backend: str = "dlib") -> MetricSuite:
 # ------------------------------------------------------------------------------------------------------ helpers
 
 
-def _clean(obj):
-    """JSON-safe copy: NaN/inf become null, numpy scalars and arrays become Python values."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def write_json(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n")
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _load_real(path: Path, size: int | None) -> np.ndarray:
-    frames = read_video(path)
+    frames = read_clip(path)
     return resize_frames(frames, size) if size else frames
 
 
@@ -215,7 +180,7 @@ def score_video(real: np.ndarray, generated: np.ndarray, suite: MetricSuite) -> 
 
 def read_generated(out_dir: str | Path, vid: str) -> np.ndarray:
     """The saved generated frames of one video, ``uint8 [T, H, W, 3]``."""
-    return read_video(Path(out_dir) / "generated" / vid)
+    return read_clip(Path(out_dir) / "generated" / vid)
 
 
 def score(
@@ -241,7 +206,7 @@ def score(
         vid = video_id(path)
         cache_file = out_dir / "scores" / f"{vid}.json"
         cached = read_json(cache_file)
-        if cached and cached.get("status") == "ok" and cached.get("backends") == _clean(info):
+        if cached and cached.get("status") == "ok" and cached.get("backends") == clean_json(info):
             records.append(cached)
             continue
         record: dict = {"video": vid, "status": "failed", "error": None, "frames": None, "backends": info}
@@ -249,7 +214,7 @@ def score(
         if not gen_dir.is_dir():
             status = read_json(out_dir / "status" / f"{vid}.json") or {}
             record["error"] = status.get("error") or "no generated frames (the video was not reconstructed)"
-            records.append(_clean(record))
+            records.append(clean_json(record))
             continue
         try:
             real = _load_real(path, size)
@@ -262,7 +227,7 @@ def score(
             write_json(cache_file, record)
         except FommError as err:
             record["error"] = str(err)
-        records.append(_clean(record))
+        records.append(clean_json(record))
     return records
 
 
@@ -287,8 +252,6 @@ def evaluate_reconstruction(
 
     ``suite`` overrides ``kind`` (``"pixels"``, ``"faces"``, ``"bodies"``; see :func:`make_suite`).
     """
-    from fomm.eval import report
-
     dataset = Path(dataset)
     out_dir = Path(out_dir)
     list_videos(dataset)  # fail early, before anything is written, on a missing or empty dataset
@@ -316,7 +279,7 @@ def evaluate_reconstruction(
     records = score(dataset, out_dir, suite, max_videos=max_videos, size=size, progress=progress)
     summary = summarize(records, suite.info(), run)
     summary["generation"] = {s: sum(1 for g in gen if g["status"] == s) for s in ("ok", "skipped", "failed")}
-    report.write_reports(out_dir, summary, records, lambda vid: _grid_frames(dataset, out_dir, vid, size))
+    write_reports(out_dir, summary, records, lambda vid: _grid_frames(dataset, out_dir, vid, size))
     return summary
 
 
@@ -324,8 +287,6 @@ def _grid_frames(dataset: Path, out_dir: Path, vid: str, size: int | None) -> tu
     path = next(p for p in list_videos(dataset) if video_id(p) == vid)
     return _load_real(path, size), read_generated(out_dir, vid)
 
-
-METRICS = ("l1", "akd", "mkr", "aed")
 
 
 def summarize(records: list[dict], backends: dict, run: dict) -> dict:
@@ -351,7 +312,7 @@ def summarize(records: list[dict], backends: dict, run: dict) -> dict:
         }
     if "akd" in metrics:
         metrics["akd"]["unit"] = f"pixels at {M.AKD_REFERENCE_SIZE}x{M.AKD_REFERENCE_SIZE}"
-    return _clean(
+    return clean_json(
         {
             "model": run.get("model"),
             "dataset": run.get("dataset"),

@@ -16,8 +16,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -25,11 +23,8 @@ import numpy as np
 from PIL import Image
 
 from fomm.errors import InputError, OutputError
-from fomm.eval.frames import write_text_atomic
-from fomm.io.image import apply_umask
-
-METRICS = ("l1", "akd", "mkr", "aed")
-LABELS = {"l1": "L1", "akd": "AKD", "mkr": "MKR", "aed": "AED"}
+from fomm.eval.records import LABELS, METRICS, write_json
+from fomm.io.atomic import atomic_file, write_text_atomic
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -97,15 +92,10 @@ def markdown(summary: dict) -> str:
 
 
 def _save_figure(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        apply_umask(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {err}") from err
 
 
@@ -138,7 +128,8 @@ def plot_l1_over_time(records: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    curves = [np.asarray([np.nan if v is None else v for v in r["l1"]["per_frame"]], float) for r in records if "l1" in r]
+    curves = [np.asarray([np.nan if v is None else v for v in r["l1"]["per_frame"]], float)
+              for r in records if "l1" in r]
     for c in curves:
         ax.plot(c, color="tab:gray", alpha=0.35, linewidth=0.8)
     if curves:
@@ -188,8 +179,6 @@ def write_reports(
     ``load_frames(video_id) -> (real, generated)`` feeds the qualitative grid (``uint8 [T,H,W,3]`` each); the grid
     shows the first ``grid_videos`` successfully scored videos.
     """
-    from fomm.eval.protocol import write_json
-
     out_dir = Path(out_dir)
     paths = {
         "metrics.json": out_dir / "metrics.json",
@@ -216,11 +205,8 @@ def write_reports(
             real, gen = load_frames(r["video"])
             shown.append((r["video"], real, gen))
     grid = qualitative_grid(shown)
-    fd, tmp = tempfile.mkstemp(prefix=".qualitative.", suffix=".png", dir=out_dir)
-    os.close(fd)
-    Image.fromarray(grid).save(tmp)
-    apply_umask(tmp)
-    os.replace(tmp, paths["qualitative.png"])
+    with atomic_file(paths["qualitative.png"], suffix=".png") as tmp:
+        Image.fromarray(grid).save(tmp)
     return paths
 
 

@@ -9,7 +9,6 @@ background that was never visible to the user).
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fomm.errors import InputError, OutputError
+from fomm.io.atomic import atomic_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_MIN_SIZE = 32
@@ -128,34 +128,21 @@ def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(arr.numpy())
 
 
-def apply_umask(path: str | os.PathLike, mode: int = 0o666) -> None:
-    """``mkstemp`` creates files as 0600; give the final output the permissions a plain ``open`` would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
-
-
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write a uint8 ``[H, W, 3]`` RGB image atomically (temp file in the same folder, then rename).
-    The format follows the extension (PNG lossless; JPEG at quality 95)."""
+    """Write a uint8 ``[H, W, 3]`` RGB image atomically (:func:`fomm.io.atomic.atomic_file`).
+    The format follows the extension (PNG lossless; JPEG at quality 95).
+
+    Raises:
+        OutputError: unknown extension, or the file cannot be written (one line naming the path).
+    """
     p = Path(path)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP",
            ".tif": "TIFF", ".tiff": "TIFF"}.get(p.suffix.lower())
     if fmt is None:
         raise OutputError(f"{p}: unknown image extension {p.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
-    parent = p.parent if str(p.parent) else Path(".")
+    kwargs = {"quality": 95} if fmt == "JPEG" else {}
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+        with atomic_file(p) as tmp:
+            Image.fromarray(np.ascontiguousarray(img)).save(tmp, format=fmt, **kwargs)
     except OSError as err:
         raise OutputError(f"{p}: cannot write here ({err.strerror or err})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            kwargs = {"quality": 95} if fmt == "JPEG" else {}
-            Image.fromarray(np.ascontiguousarray(img)).save(fh, format=fmt, **kwargs)
-        apply_umask(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

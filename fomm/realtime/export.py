@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from fomm.errors import ConfigError, FommError, OutputError
+from fomm.io.atomic import atomic_file, write_text_atomic
 from fomm.realtime.fuse import fused_view
 
 SIDECAR = "fomm_onnx.json"
@@ -116,8 +117,8 @@ def _export_one(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, n
     # A fresh wrapper is in training mode, and the exporter restores that mode recursively afterwards, which would
     # leave the caller's networks with batch-statistics BatchNorm.
     module.eval()
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    # Validated before it replaces an older export: a graph that fails the checker never takes the final name.
+    with atomic_file(path, suffix=".partial") as tmp:
         with warnings.catch_warnings():
             # The legacy exporter warns about Python-side shape checks (traced as constants) and its own deprecation;
             # the shapes involved are covered by the dynamic-batch checks in the tests.
@@ -127,10 +128,6 @@ def _export_one(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, n
         import onnx
 
         onnx.checker.check_model(str(tmp), full_check=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _require_onnx() -> None:
@@ -209,9 +206,7 @@ def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPS
         "pretrained": (getattr(model, "meta", None) or {}).get("pretrained"),
         "graphs": {k: {"file": GRAPH_FILES[k], **v} for k, v in names.items()},
     }
-    tmp = sidecar.with_name(f".{SIDECAR}.partial")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, sidecar)
+    write_text_atomic(sidecar, json.dumps(meta, indent=2) + "\n")
     return sidecar
 
 
