@@ -11,7 +11,7 @@ Variants (vox-256 architecture, 256x256, relative motion with adapted scale, as 
   ``--device cuda``), fp32, batched / batch 1.
 * ``d_torch_bf16`` / ``d_torch_bf16_b1`` (CPU with bf16 kernels; ``fp16`` on GPU): as ``b_torch`` with the
   generator's bottleneck, up blocks, centred final conv and both hourglass trunks in bf16; the keypoint and mask
-  heads and the warp stay fp32 (:mod:`fomm.realtime.precision`).
+  heads and the warp stay fp32 (:mod:`fomm.models.fomm.precision`).
 
 Timing: only model work is timed (frames are decoded and resized beforehand, identical for all variants). The
 variants are interleaved within each round (a, b, c, ... then again), so load from other processes on a shared
