@@ -6,12 +6,15 @@ Variants (vox-256 architecture, 256x256, relative motion with adapted scale, as 
 * ``a_original``: what the original demo does per frame: the full generator (source re-encoded every frame), batch 1,
   fp32, eager, default memory format. The source keypoints are computed once, as the original demo does.
 * ``b_torch``: :class:`fomm.animate.Animator`: source encoded once, driving frames batched, channels-last,
-  inference mode, fp32.
+  inference mode, fp32, through ``animate_outputs`` (prediction, deformation, occlusion map, keypoints per frame).
+* ``b_torch_direct``: the same networks called the way the animator did before it returned
+  :class:`~fomm.animate.FrameOutputs` (``decode(...)["prediction"]``): the prediction-only path, to show the per-frame
+  outputs cost nothing.
 * ``c_onnx`` / ``c_onnx_b1``: :class:`fomm.realtime.OnnxAnimator` on ONNX Runtime (CPU provider; CUDA/TensorRT with
   ``--device cuda``), fp32, batched / batch 1.
 * ``d_torch_bf16`` / ``d_torch_bf16_b1`` (CPU with bf16 kernels; ``fp16`` on GPU): as ``b_torch`` with the
   generator's bottleneck, up blocks, centred final conv and both hourglass trunks in bf16; the keypoint and mask
-  heads and the warp stay fp32 (:mod:`fomm.realtime.precision`).
+  heads and the warp stay fp32 (:mod:`fomm.models.fomm.precision`).
 
 Timing: only model work is timed (frames are decoded and resized beforehand, identical for all variants). The
 variants are interleaved within each round (a, b, c, ... then again), so load from other processes on a shared
@@ -160,7 +163,10 @@ def original_style(model, source: torch.Tensor) -> Callable[[torch.Tensor], dict
 
 
 def torch_animator(model, source: torch.Tensor, first: torch.Tensor, batch: int, precision: str,
-                   recorder: LogitRecorder) -> Callable[[torch.Tensor], dict]:
+                   recorder: LogitRecorder, direct: bool = False) -> Callable[[torch.Tensor], dict]:
+    """``anim.animate_outputs`` (the engine's per-frame outputs: prediction, deformation, occlusion, keypoints), or
+    with ``direct`` the call the animator made before it returned outputs: ``decode(...)["prediction"]`` straight
+    from the generator, which shows what building :class:`FrameOutputs` costs (nothing measurable)."""
     from fomm.animate import Animator
 
     anim = Animator(model, batch_size=batch, precision=precision, channels_last=model.device.type == "cpu")
@@ -171,24 +177,18 @@ def torch_animator(model, source: torch.Tensor, first: torch.Tensor, batch: int,
         recorder.watch(gen.final)
     anim.set_source(source)
     anim.set_initial_driving(first)
-    captured: dict[str, torch.Tensor] = {}
+
+    @torch.inference_mode()
+    def run_direct(frames: torch.Tensor) -> dict:
+        out = gen.decode(anim._encoding, kp_source=anim.transfer.kp_source, kp_driving=anim.driving_keypoints(frames),
+                         with_deformed=False)
+        return {"prediction": out["prediction"], "deformation": out["deformation"].float()}
 
     def run(frames: torch.Tensor) -> dict:
-        # The animator returns only the prediction (and skips the full-size warped source); catch the deformation
-        # on its way out of decode(). The quality pass warps the source with it, outside the timed calls.
-        decode = type(gen).decode
-
-        def spy(*a, **k):
-            out = decode(gen, *a, **k)
-            captured["deformation"] = out["deformation"].float()
-            return out
-        gen.decode = spy
-        try:
-            pred = anim.animate_batch(frames)
-        finally:
-            del gen.decode
-        return {"prediction": pred, "deformation": captured["deformation"]}
-    return run
+        # The quality pass warps the source with the deformation, outside the timed calls.
+        out = anim.animate_outputs(frames)
+        return {"prediction": out.prediction, "deformation": out.deformation.float()}
+    return run_direct if direct else run
 
 
 def onnx_animator(onnx_dir: Path, source: torch.Tensor, first: torch.Tensor, batch: int, device: str,
@@ -254,7 +254,9 @@ def main() -> None:
         variants = [Variant("a_original", "(a) original-style eager, source re-encoded per frame, fp32", 1,
                             original_style(original, source)),
                     Variant("b_torch", f"(b) ours, torch fp32, channels-last, batch {b}", b,
-                            torch_animator(model, source, first, b, "fp32", recorder))]
+                            torch_animator(model, source, first, b, "fp32", recorder)),
+                    Variant("b_torch_direct", f"(b) same, decode() called directly (the pre-engine path), batch {b}",
+                            b, torch_animator(model, source, first, b, "fp32", recorder, direct=True))]
         if not args.no_onnx and device.type == "cuda":
             from fomm.realtime import select_providers
 

@@ -17,8 +17,10 @@ from torch import nn
 from fomm.checkpoint import load_container, load_state_dict_strict, state_dict_mismatch
 from fomm.config import ConfigLike, bundled_configs, load_config
 from fomm.errors import CheckpointError, FommError
+from fomm.families import family_names, get_family
 
-MODEL_NAMES = ("fomm", "monkeynet", "x2face")
+#: the model families :func:`load_model` accepts (kept for callers of the old constant; see :mod:`fomm.families`)
+MODEL_NAMES = family_names()
 
 
 @dataclass
@@ -152,13 +154,17 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
     Raises:
         FommError subclasses with a one-line explanation for every user mistake.
     """
-    if model not in MODEL_NAMES:
-        raise FommError(f"unknown model '{model}'; choose one of: {', '.join(MODEL_NAMES)}")
+    family = get_family(model)
     dev = resolve_device(device)
-    if model == "monkeynet":
-        return _load_monkeynet(config, checkpoint, dev, with_discriminator)
-    if model == "x2face":
-        return _load_x2face(config, checkpoint, dev, **baseline_files)
+    if baseline_files and family.name != "x2face":
+        raise FommError(f"{', '.join(sorted(baseline_files))}: X2Face pose files, not options of a {model} model")
+    loader = family.resolve("loader")
+    return loader(config, checkpoint, dev, with_discriminator=with_discriminator, **baseline_files)
+
+
+def load_fomm(config: ConfigLike, checkpoint: str | os.PathLike | None, dev: torch.device,
+              with_discriminator: bool = False) -> LoadedModel:
+    """The ``fomm`` family's loader (see :func:`load_model`; ``dev`` already resolved)."""
     from fomm.models.fomm import build_discriminator, build_generator, build_kp_detector
 
     cfg = load_config(config)
@@ -185,11 +191,12 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
         if net is not None:
             net.to(dev).eval()
     return LoadedModel(config=cfg, kp_detector=kp_detector, generator=generator, discriminator=discriminator,
-                       device=dev, model=model, checkpoint=None if checkpoint is None else str(checkpoint),
+                       device=dev, model="fomm", checkpoint=None if checkpoint is None else str(checkpoint),
                        epoch=epoch)
 
 
-def _load_monkeynet(config: Any, checkpoint: Any, dev: torch.device, with_discriminator: bool) -> LoadedModel:
+def load_monkeynet(config: Any, checkpoint: Any, dev: torch.device, with_discriminator: bool = False) -> LoadedModel:
+    """The ``monkeynet`` family's loader (see :func:`load_model`)."""
     from fomm.models.monkeynet import MonkeyNetConfig, build_monkeynet, load_monkeynet_checkpoint
 
     cfg = MonkeyNetConfig.load(config)
@@ -208,9 +215,10 @@ def _load_monkeynet(config: Any, checkpoint: Any, dev: torch.device, with_discri
                        epoch=epoch)
 
 
-def _load_x2face(config: Any, checkpoint: Any, dev: torch.device, posereg: Any = None,
-                 posetobottle: Any = None) -> LoadedModel:
-    """``config``: None/"x2face" (released architecture; ``LoadedModel.config`` is then the bare
+def load_x2face(config: Any, checkpoint: Any, dev: torch.device, with_discriminator: bool = False,
+               posereg: Any = None, posetobottle: Any = None) -> LoadedModel:
+    """The ``x2face`` family's loader (X2Face trains without a discriminator, so ``with_discriminator`` is moot).
+    ``config``: None/"x2face" (released architecture; ``LoadedModel.config`` is then the bare
     :class:`X2FaceConfig`), an X2FaceConfig, or an X2Face YAML / bundled name (``LoadedModel.config`` is then an
     :class:`~fomm.models.x2face.config.X2FaceRunConfig`, whose ``image_size`` is the dataset frame size)."""
     from fomm.models.x2face import X2Face, X2FaceConfig, load_x2face
@@ -236,4 +244,5 @@ def _load_x2face(config: Any, checkpoint: Any, dev: torch.device, posereg: Any =
                        checkpoint=None if checkpoint is None else str(checkpoint), epoch=epoch)
 
 
-__all__ = ["LoadedModel", "guess_model_kind", "load_model", "matching_bundled_configs", "resolve_device", "state_dict_mismatch"]
+__all__ = ["MODEL_NAMES", "LoadedModel", "guess_model_kind", "load_fomm", "load_model", "load_monkeynet", "load_x2face",
+           "matching_bundled_configs", "resolve_device", "state_dict_mismatch"]

@@ -82,7 +82,7 @@ def tiny_x2face(tmp_path: Path, size: int = 32, **train_overrides) -> Path:
 def decode_fp32_and_view(model, view, src, drv):
     """``(fp32, reduced)``: ``model.generator``'s decode of ``src`` driven by ``drv``, and that of its
     reduced-precision ``view`` after calibrating the view on the same source."""
-    from fomm.realtime.precision import calibrate_low_precision
+    from fomm.models.fomm.precision import calibrate_low_precision
 
     gen = model.generator
     with torch.no_grad():

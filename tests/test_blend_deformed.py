@@ -139,7 +139,7 @@ def test_fine_tuning_adds_the_head_to_a_model_trained_without_it(tmp_path):
 
 
 def test_low_precision_view_keeps_the_blend_in_fp32():
-    from fomm.realtime.precision import cpu_supports_bf16, low_precision_view, psnr
+    from fomm.models.fomm.precision import cpu_supports_bf16, low_precision_view, psnr
 
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16 kernels")

@@ -98,7 +98,7 @@ def test_low_precision_view_runs_in_bf16_without_autocast(golden_dir):
     heads, the warp and the output stay fp32 and close to the fp32 decode; the original is untouched."""
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16 kernels")
-    from fomm.realtime.precision import (
+    from fomm.models.fomm.precision import (
         CenteredLowPrecisionConv,
         LowPrecision,
         low_precision_kp_detector,
@@ -140,7 +140,7 @@ def test_low_precision_view_runs_in_bf16_without_autocast(golden_dir):
 def test_centered_low_precision_conv():
     """conv_lowp(x - c) + conv_fp32(c) is the conv in exact arithmetic (zero padding included) and removes the
     error bf16 weights put on inputs with a large mean."""
-    from fomm.realtime.precision import CenteredLowPrecisionConv
+    from fomm.models.fomm.precision import CenteredLowPrecisionConv
 
     g = torch.Generator().manual_seed(0)
     conv = torch.nn.Conv2d(8, 3, 7, padding=3)
@@ -171,7 +171,7 @@ def test_centered_low_precision_conv():
 
 
 def test_low_precision_refuses_convs_it_cannot_cast():
-    from fomm.realtime.precision import LowPrecision
+    from fomm.models.fomm.precision import LowPrecision
 
     with pytest.raises(ValueError, match="convs outside"):
         LowPrecision(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3)).eval(), torch.bfloat16)
@@ -181,7 +181,7 @@ def test_polyphase_up_block_equals_upsample_conv(monkeypatch):
     """PolyphaseUpBlock2d (2x2 phase kernels, BN folded) reproduces nearest-upsample + 3x3 conv + BN + ReLU, in
     both memory formats, on odd sizes too, and exports to ONNX with the same values."""
     from fomm.models.fomm.blocks import UpBlock2d
-    from fomm.realtime.fuse import PolyphaseUpBlock2d
+    from fomm.models.fomm.fuse import PolyphaseUpBlock2d
 
     g = torch.Generator().manual_seed(0)
     up = UpBlock2d(6, 5).eval()
@@ -212,7 +212,7 @@ def test_fused_view_matches_the_networks(golden_dir):
     """fused_view folds every batch norm (residual, down/same, up blocks; polyphase outside hourglass decoders) and
     merges the dense-motion heads; decode and keypoints equal the original's; the original is untouched."""
     from fomm.models.fomm.blocks import ResBlock2d, UpBlock2d
-    from fomm.realtime.fuse import ConvReLU2d, FoldedResBlock2d, PolyphaseUpBlock2d, fused_view
+    from fomm.models.fomm.fuse import ConvReLU2d, FoldedResBlock2d, PolyphaseUpBlock2d, fused_view
 
     model = fomm.load_model(golden_dir / "fomm_small_main.yaml", golden_dir / "fomm_small_main_cpk.pth.tar")
     gen, kpd = model.generator, model.kp_detector
@@ -250,7 +250,7 @@ def test_fused_view_matches_the_networks(golden_dir):
 def test_folded_res_block_keeps_the_residual_dtype():
     """bf16 convs inside, fp32 residual stream: the output is fp32 and the block casts its own conv inputs."""
     from fomm.models.fomm.blocks import ResBlock2d
-    from fomm.realtime.fuse import FoldedResBlock2d
+    from fomm.models.fomm.fuse import FoldedResBlock2d
 
     block = ResBlock2d(6).eval()
     _perturb_norms(block, 2)

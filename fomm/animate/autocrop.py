@@ -28,7 +28,7 @@ from fomm.crop.detect import Backend, FaceDetector
 from fomm.crop.paste import PasteBack, auto_crop_image
 from fomm.crop.video import DEFAULT_INCREASE, _smooth, track_faces
 from fomm.errors import InputError
-from fomm.io.video import iter_frames, probe_video
+from fomm.io.reading import iter_frames, probe_video
 
 #: The driving video's face is looked for on every this-many-th frame in the first pass (faces in a
 #: driving clip move slowly; 5 frames is 0.2 s at 25 fps, and the union box covers the frames between).

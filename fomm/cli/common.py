@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from fomm.errors import FommError
+from fomm.families import family_names
 
-MODEL_CHOICES = ("fomm", "monkeynet", "x2face")
+#: ``--model`` choices: the registered model families (:mod:`fomm.families`)
+MODEL_CHOICES = family_names()
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

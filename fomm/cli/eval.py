@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Iterator
 
-import numpy as np
-import torch
+from fomm.families import family_names
 
 
 def _add_model_run_args(p: argparse.ArgumentParser) -> None:
@@ -28,44 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def fomm_reconstructor(model, relative: bool = False, batch_size: int = 8):
-    """A :data:`fomm.eval.protocol.Reconstructor` backed by a loaded model: FOMM, Monkey-Net or X2Face
-    (:func:`fomm.animate.make_animator`). Frames float ``[H, W, 3]`` in [0, 1]; frame 0 of each video is the source
-    (the protocol's caller passes it); generated frames come back at the input size."""
-    from fomm.animate import make_animator
+    """The reconstructor of ``model``'s family (kept under its old name; see :mod:`fomm.eval.reconstruct`)."""
+    from fomm.families import get_family
 
-    def to_tensor(frame: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).permute(2, 0, 1)[None]
-        if t.shape[-2:] != model.image_size:
-            t = torch.nn.functional.interpolate(t, size=model.image_size, mode="bilinear", align_corners=False,
-                                                antialias=True)
-        return t.to(model.device)
-
-    def reconstruct(source: np.ndarray, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        size = source.shape[:2]
-        anim = make_animator(model, relative=relative, adapt_movement_scale=False, batch_size=batch_size)
-        anim.set_source(to_tensor(source))
-
-        def flush(batch: list[torch.Tensor]) -> Iterator[np.ndarray]:
-            pred = anim.animate_batch(torch.cat(batch))
-            if tuple(pred.shape[-2:]) != tuple(size):
-                pred = torch.nn.functional.interpolate(pred, size=size, mode="bilinear", align_corners=False,
-                                                       antialias=True)
-            yield from pred.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-
-        batch: list[torch.Tensor] = []
-        for frame in driving:
-            batch.append(to_tensor(frame))
-            if len(batch) == batch_size:
-                yield from flush(batch)
-                batch = []
-        if batch:
-            yield from flush(batch)
-
-    return reconstruct
+    return get_family(model.model).resolve("reconstructor")(model, relative=relative, batch_size=batch_size)
 
 
-#: the models ``fomm eval --model`` builds (besides ``copy-source``)
-EVAL_MODELS = ("fomm", "monkeynet", "x2face")
+#: the models ``fomm eval --model`` builds (besides ``copy-source``): every registered family
+EVAL_MODELS = family_names()
 
 
 def _make_reconstructor(args: argparse.Namespace):

@@ -9,6 +9,7 @@ message the UI shows as is.
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import inspect
 import os
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fomm.animate import animate_video
+from fomm.animate import AnimationOptions, animate_video
 from fomm.api import LoadedModel
 from fomm.errors import InputError
 from fomm.io.image import IMAGE_EXTENSIONS, image_to_tensor, read_image, resize_uint8
@@ -49,12 +50,8 @@ class DemoLimits:
         return int(self.max_upload_mb * 1024 * 1024)
 
 
-@dataclass(frozen=True)
-class JobOptions:
-    relative: bool = True
-    adapt_movement_scale: bool = True
-    find_best_frame: bool = False
-    auto_crop: bool = False
+#: a demo job's options are ``fomm animate``'s (one dataclass for the CLI, :func:`animate_video` and the demo)
+JobOptions = AnimationOptions
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,10 @@ class JobResult:
 def auto_crop_available() -> bool:
     """Whether :func:`fomm.animate.animate_video` can crop the source to the face itself (``auto_crop=True``).
     The demo shows its auto-crop checkbox only then."""
-    return "auto_crop" in inspect.signature(animate_video).parameters
+    params = inspect.signature(animate_video).parameters
+    if "auto_crop" in params:
+        return True
+    return "options" in params and "auto_crop" in {f.name for f in dataclasses.fields(AnimationOptions)}
 
 
 def _within(path: Path, roots: Sequence[Path]) -> bool:
@@ -228,12 +228,8 @@ def run_job(model: LoadedModel, source_path: Path, driving_path: Path, job_dir: 
     """
     source = check_source(source_path, limits)
     info = check_driving(driving_path, limits)
-    kwargs = {}
-    if options.auto_crop and auto_crop_available():
-        kwargs["auto_crop"] = True
-    result = animate_video(model, source, driving_path, job_dir / "result.mp4", relative=options.relative,
-                           adapt_movement_scale=options.adapt_movement_scale,
-                           find_best_frame=options.find_best_frame, progress=progress, **kwargs)
+    options = options.replace(progress=progress, auto_crop=options.auto_crop and auto_crop_available())
+    result = animate_video(model, source, driving_path, job_dir / "result.mp4", options)
     preview = job_dir / "preview.mp4"
     write_preview(model, source, driving_path, result.output, preview, info, progress=progress)
     h, w = result.size

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fomm.animate import Animator
+from fomm.animate import StreamingAnimator, make_animator
 from fomm.api import LoadedModel
 from fomm.io.image import resize_uint8, tensor_to_uint8
 
@@ -28,8 +28,9 @@ def fastest_device() -> str:
 
 
 def on_device(model: LoadedModel, device: str) -> LoadedModel:
-    """``model`` itself when it already runs on ``device``, else a copy moved there (the original stays put)."""
-    if model.device.type == torch.device(device).type:
+    """``model`` itself when it already runs on ``device`` (or is a backend model, e.g. ONNX, which chose its
+    device when it was opened), else a copy moved there (the original stays put)."""
+    if not isinstance(model, LoadedModel) or model.device.type == torch.device(device).type:
         return model
     moved = copy.copy(model)
     moved.kp_detector = copy.deepcopy(model.kp_detector).to(device)
@@ -44,7 +45,7 @@ class WebcamSession:
     """Per-browser state of the webcam tab: the animator for the current (model, source) pair."""
 
     key: tuple[str, str] | None = None
-    animator: Animator | None = None
+    animator: StreamingAnimator | None = None
     frames: int = 0
     source: np.ndarray | None = None  # the decoded photo, kept so it is not re-read every frame
 
@@ -56,7 +57,8 @@ class WebcamSession:
         """
         key = (model_label, source_key)
         if key != self.key or self.animator is None:
-            self.animator = Animator(model, relative=True, adapt_movement_scale=True, batch_size=1)
+            # The factory's animator: the model's family (FOMM, Monkey-Net, X2Face) or its backend's own (ONNX).
+            self.animator = make_animator(model, relative=True, adapt_movement_scale=True, batch_size=1)
             self.animator.set_source(source)
             self.key = key
             self.frames = 0

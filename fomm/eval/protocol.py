@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from fomm.errors import FommError, InputError
 from fomm.eval import metrics as M
-from fomm.eval.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
+from fomm.perception.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
 from fomm.eval.records import METRICS, clean_json, read_json, write_json
 from fomm.eval.report import write_reports
 from fomm.io.clips import list_videos, read_clip, resize_frames, to_float, to_uint8, video_id, write_frame_folder
@@ -71,7 +71,7 @@ def make_suite(kind: str, landmark_backend: str = "dlib") -> MetricSuite:
     ``"pixels"``: L1 only (Shapes, BAIR). ``"faces"``: L1, AKD, AED (VoxCeleb, Nemo).
     ``"bodies"``: L1, AKD, MKR (TaiChi, Actions); body AED needs a re-identification network fomm does not ship.
     """
-    from fomm.eval import backends as B
+    from fomm.perception import backends as B
 
     if kind == "pixels":
         return MetricSuite()

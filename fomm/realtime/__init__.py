@@ -5,13 +5,13 @@
 * :class:`OnnxModel` / :class:`OnnxAnimator` run those graphs with the same API as :class:`fomm.animate.Animator`
   (``fomm animate --backend onnx``).
 * The torch path's speed options live on :class:`fomm.animate.Animator` (``precision``, ``channels_last``); see
-  :mod:`fomm.realtime.precision` for what runs in reduced precision.
+  :mod:`fomm.models.fomm.precision` for what runs in reduced precision.
 
 onnx / onnxruntime are imported only when used (``pip install 'fomm[onnx]'``).
 """
 
+from fomm.models.fomm.precision import PRECISIONS, autocast_dtype, cpu_supports_bf16, psnr
 from fomm.realtime.export import DEFAULT_OPSET, SIDECAR, export_onnx
-from fomm.realtime.precision import PRECISIONS, autocast_dtype, cpu_supports_bf16, psnr
 
 
 def __getattr__(name: str):

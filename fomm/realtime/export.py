@@ -7,7 +7,9 @@
   Run once per source image (a fifth of the generator's FLOPs at vox-256, plus one keypoint pass).
 * ``frame_stage.onnx``: the source stage's outputs, the source image and *normalised* driving keypoints
   ``[B, K, 2]`` (+ jacobians) -> ``prediction [B, 3, H, W]`` in ``[0, 1]``, ``deformed [B, 3, H, W]``,
-  ``mask [B, K+1, h, w]`` and ``occlusion_map [B, 1, h, w]`` (when estimated). ``S`` may be 1 (broadcast) or ``B``.
+  ``mask [B, K+1, h, w]``, ``occlusion_map [B, 1, h, w]`` (when estimated) and, from format version 2 on,
+  ``deformation [B, h, w, 2]`` (the sampling grid, see :class:`fomm.animate.FrameOutputs`). ``S`` may be 1
+  (broadcast) or ``B``. Exports of version 1 (no ``deformation``) still load and run.
 
 Keypoint normalisation (relative motion, the convex-hull movement scale) stays outside the graphs: it is a few dozen
 numbers per frame and needs a convex hull.
@@ -33,11 +35,13 @@ from torch import nn
 
 from fomm.errors import ConfigError, FommError, OutputError
 from fomm.io.atomic import atomic_file, write_text_atomic
-from fomm.realtime.fuse import fused_view
+from fomm.models.fomm.fuse import fused_view
 
 SIDECAR = "fomm_onnx.json"
 FORMAT = "fomm-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions the runtime reads: 1 lacks the frame stage's ``deformation`` output (and ``align_deformation``)
+READABLE_FORMAT_VERSIONS = (1, 2)
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = range(16, 20)
 GRAPH_FILES = {"kp_detector": "kp_detector.onnx", "source_stage": "source_stage.onnx",
@@ -91,7 +95,8 @@ class FrameStage(nn.Module):
         enc = SourceEncoding(image=source, features=features, small=source_small)
         out = self.generator.decode(enc, kp_source=kp_source, kp_driving=kp_driving)
         outputs = (out["prediction"], out["deformed"], out["mask"])
-        return outputs + ((out["occlusion_map"],) if "occlusion_map" in out else ())
+        # Appended after the version-1 outputs, so their positions do not move.
+        return outputs + ((out["occlusion_map"],) if "occlusion_map" in out else ()) + (out["deformation"],)
 
 
 def graph_names(has_jacobian: bool, has_occlusion: bool) -> dict[str, dict[str, list[str]]]:
@@ -99,7 +104,7 @@ def graph_names(has_jacobian: bool, has_occlusion: bool) -> dict[str, dict[str, 
     kp = ["kp_value", "kp_jacobian"] if has_jacobian else ["kp_value"]
     src_kp = ["kp_source_value", "kp_source_jacobian"] if has_jacobian else ["kp_source_value"]
     drv_kp = ["kp_driving_value", "kp_driving_jacobian"] if has_jacobian else ["kp_driving_value"]
-    frame_out = ["prediction", "deformed", "mask"] + (["occlusion_map"] if has_occlusion else [])
+    frame_out = ["prediction", "deformed", "mask"] + (["occlusion_map"] if has_occlusion else []) + ["deformation"]
     return {
         "kp_detector": {"inputs": ["image"], "outputs": kp},
         "source_stage": {"inputs": ["source"], "outputs": src_kp + ["features", "source_small"]},
@@ -191,7 +196,7 @@ def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPS
     n_kp = 2 if has_jac else 1
     frame_args = (image[:1], source_out[n_kp], source_out[n_kp + 1], *source_out[:n_kp], *kp_drv)
     src_inputs = tuple(names["frame_stage"]["inputs"][:3 + n_kp])
-    # The per-frame graph decodes with the exact inference rewrites (fomm.realtime.fuse: folded batch norms,
+    # The per-frame graph decodes with the exact inference rewrites (fomm.models.fomm.fuse: folded batch norms,
     # polyphase up blocks, merged heads): fewer FLOPs, same output.
     _export_one(FrameStage(fused_view(gen), has_jac), frame_args, out / GRAPH_FILES["frame_stage"],
                 names["frame_stage"], opset, source_batch_inputs=src_inputs)
@@ -200,6 +205,7 @@ def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPS
         "format": FORMAT, "format_version": FORMAT_VERSION, "opset": opset, "torch": torch.__version__,
         "image_size": [h, w], "num_channels": common.num_channels, "num_kp": common.num_kp,
         "has_jacobian": has_jac, "has_occlusion": has_occ, "checkpoint": model.checkpoint,
+        "align_deformation": bool(getattr(gen, "align_deformation", False)),
         "config_name": getattr(cfg, "name", None), "config": cfg.to_dict(),
         # A shipped model's name travels with its export, so `fomm animate --example --backend onnx` picks the
         # example pair that model was trained for, as the torch backend does.
@@ -210,4 +216,5 @@ def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPS
     return sidecar
 
 
-__all__ = ["DEFAULT_OPSET", "SIDECAR", "FrameStage", "KeypointGraph", "SourceStage", "export_onnx", "graph_names"]
+__all__ = ["DEFAULT_OPSET", "FORMAT_VERSION", "READABLE_FORMAT_VERSIONS", "SIDECAR", "FrameStage", "KeypointGraph",
+           "SourceStage", "export_onnx", "graph_names"]

@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from fomm.animate.animator import Animator
+from fomm.animate.base import StreamingAnimator
+from fomm.animate.normalize import KeypointTransfer
+from fomm.animate.outputs import FrameOutputs
 from fomm.errors import ConfigError, FommError, InputError
-from fomm.realtime.export import FORMAT, GRAPH_FILES, SIDECAR
+from fomm.realtime.export import FORMAT, GRAPH_FILES, READABLE_FORMAT_VERSIONS, SIDECAR
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -70,6 +72,7 @@ class OnnxModel:
 
     backend = "onnx"
     model = "fomm"
+    backend_label = "the ONNX backend"
 
     def __init__(self, onnx_dir: str | os.PathLike, device: str = "cpu", providers: Sequence[str] | None = None,
                  threads: int | None = None, image_size: tuple[int, int] | None = None) -> None:
@@ -86,6 +89,10 @@ class OnnxModel:
             raise InputError(f"{sidecar}: unreadable sidecar ({exc}); re-export the model") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(f"{sidecar}: not a fomm ONNX sidecar (format is not '{FORMAT}'); re-export the model")
+        version = meta.get("format_version", 1)
+        if version not in READABLE_FORMAT_VERSIONS:
+            raise InputError(f"{sidecar}: ONNX export format version {version!r} is not one this fomm reads "
+                             f"({', '.join(map(str, READABLE_FORMAT_VERSIONS))}); re-export the model with this fomm")
         self.meta: dict[str, Any] = meta
         self.image_size: tuple[int, int] = (int(meta["image_size"][0]), int(meta["image_size"][1]))
         if image_size is not None and tuple(image_size) != self.image_size:
@@ -110,6 +117,11 @@ class OnnxModel:
                 raise InputError(f"{path}: cannot load ONNX graph ({type(exc).__name__}: {exc}); "
                                  f"re-export the model") from None
         self.names = {name: meta["graphs"][name] for name in self.sessions}
+
+    def make_animator(self, relative: bool = True, adapt_movement_scale: bool = True,
+                      batch_size: int = 4) -> OnnxAnimator:
+        """This backend's animator (what :func:`fomm.animate.make_animator` returns for an ONNX model)."""
+        return OnnxAnimator(self, relative=relative, adapt_movement_scale=adapt_movement_scale, batch_size=batch_size)
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.sessions[graph].run(self.names[graph]["outputs"], feeds)
@@ -136,7 +148,7 @@ class OnnxModel:
 
     def decode(self, encoding: dict[str, np.ndarray], kp_driving: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per-frame stage: ``kp_driving`` (normalised, ``[B, K, 2]`` / ``[B, K, 2, 2]``) -> ``{"prediction"
-        [B, 3, H, W], "deformed", "mask", "occlusion_map"?}``."""
+        [B, 3, H, W], "deformed", "mask", "occlusion_map"?, "deformation" [B, h, w, 2] (format version >= 2)}``."""
         feeds = {n: encoding[n] for n in self.names["frame_stage"]["inputs"] if n in encoding}
         feeds["kp_driving_value"] = np.ascontiguousarray(kp_driving["value"], dtype=np.float32)
         if self.has_jacobian:
@@ -148,36 +160,60 @@ def _np(t: torch.Tensor | np.ndarray) -> np.ndarray:
     return t.detach().cpu().float().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float32)
 
 
-class OnnxAnimator(Animator):
-    """:class:`fomm.animate.Animator` on ONNX Runtime (same constructor arguments, minus precision options)."""
+class OnnxAnimator(StreamingAnimator):
+    """The FOMM animator on ONNX Runtime (same constructor arguments as :class:`fomm.animate.Animator`, minus the
+    torch speed options). Keypoint normalisation is the torch engine's own :class:`KeypointTransfer`."""
 
     def __init__(self, model: OnnxModel, relative: bool = True, adapt_movement_scale: bool = True,
                  batch_size: int = 4) -> None:
-        super().__init__(model, relative=relative, adapt_movement_scale=adapt_movement_scale,  # type: ignore[arg-type]
-                         batch_size=batch_size)
+        super().__init__(model, batch_size)
+        self.transfer = KeypointTransfer(relative, adapt_movement_scale)
         self._onnx_encoding: dict[str, np.ndarray] | None = None
+
+    @property
+    def relative(self) -> bool:
+        return self.transfer.relative
+
+    @property
+    def adapt_movement_scale(self) -> bool:
+        return self.transfer.adapt_movement_scale
 
     def set_source(self, source: np.ndarray | torch.Tensor) -> None:
         """Run the source stage once. ``source``: uint8 ``[H, W, 3]`` or float ``[1, 3, h, w]`` in ``[0, 1]``."""
         src = self.to_model_input(source) if isinstance(source, np.ndarray) and source.dtype == np.uint8 else source
         enc = self.model.encode_source(_np(src))
         self._onnx_encoding = enc
-        self._kp_source = {"value": torch.from_numpy(enc["kp_source_value"])}
+        kp_source = {"value": torch.from_numpy(enc["kp_source_value"])}
         if "kp_source_jacobian" in enc:
-            self._kp_source["jacobian"] = torch.from_numpy(enc["kp_source_jacobian"])
-        self._encoding = enc
-        self._kp_initial = None
+            kp_source["jacobian"] = torch.from_numpy(enc["kp_source_jacobian"])
+        self.transfer.set_source(kp_source)
 
     def keypoints(self, frames: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+        """Keypoints of ``[B, 3, h, w]`` frames (torch tensors on the CPU)."""
         return {k: torch.from_numpy(v) for k, v in self.model.keypoints(_np(frames)).items()}
 
-    def animate_batch(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> ``[B, 3, h, w]`` predictions in ``[0, 1]`` (torch, CPU)."""
-        if self._onnx_encoding is None or self._kp_source is None:
+    def set_initial_driving(self, frame: np.ndarray | torch.Tensor) -> None:
+        """The driving frame whose pose corresponds to the source (default: the first driving frame)."""
+        self.transfer.set_initial(self.keypoints(self._as_input(frame)))
+
+    def driving_keypoints(self, frames: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+        """Keypoints of ``[B, 3, h, w]`` driving frames, normalised as the torch animator does."""
+        return self.transfer(self.keypoints(frames))
+
+    def animate_outputs(self, frames: torch.Tensor | np.ndarray) -> FrameOutputs:
+        """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> :class:`FrameOutputs` (torch, CPU). ``deformation`` is
+        ``None`` for exports made before format version 2, which did not output it."""
+        if self._onnx_encoding is None:
             raise RuntimeError("call set_source() first")
         kp_norm = self.driving_keypoints(frames)
         out = self.model.decode(self._onnx_encoding, {k: _np(v) for k, v in kp_norm.items()})
-        return torch.from_numpy(out["prediction"])
+
+        def tensor(name: str) -> torch.Tensor | None:
+            return torch.from_numpy(out[name]) if name in out else None
+
+        return FrameOutputs(prediction=tensor("prediction"), deformation=tensor("deformation"),
+                            occlusion_map=tensor("occlusion_map"), kp_driving=kp_norm,
+                            kp_source=self.transfer.kp_source, aligned=bool(self.model.meta.get("align_deformation")))
 
 
 def load_onnx_model(onnx_dir: str | os.PathLike, device: str = "cpu", threads: int | None = None,

@@ -108,7 +108,7 @@ class DenseMotionNetwork(nn.Module):
         """The hourglass output ``[B, F, h, w]`` -> mask logits ``[B, K+1, h, w]`` and occlusion logits
         ``[B, 1, h, w]`` (``None`` without an occlusion head). An inference view may set ``merged_heads``, one conv
         holding both heads' kernels (mask channels first): the 7x7 heads are bound by reading their input, so one
-        pass instead of two halves their cost (:func:`fomm.realtime.fuse.fused_view`)."""
+        pass instead of two halves their cost (:func:`fomm.models.fomm.fuse.fused_view`)."""
         merged = self._modules.get("merged_heads")
         if merged is not None:
             logits = merged(prediction)

@@ -1,4 +1,4 @@
-"""Glue between ``fomm animate --backend onnx`` and :mod:`fomm.realtime` (kept here so the CLI edit stays small)."""
+"""`fomm animate --backend onnx`: open an ONNX export, or export the chosen model into a temporary folder first."""
 
 from __future__ import annotations
 

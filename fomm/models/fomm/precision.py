@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fomm.errors import FommError
-from fomm.realtime.fuse import ConvReLU2d, FoldedResBlock2d, PolyphaseUpBlock2d, fused_view, shallow_view
+from fomm.models.fomm.fuse import ConvReLU2d, FoldedResBlock2d, PolyphaseUpBlock2d, fused_view, shallow_view
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -57,7 +57,7 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
 
 
 class LowPrecision(nn.Module):
-    """Runs ``module`` in ``dtype``: a :func:`~fomm.realtime.fuse.fused_view` of it (batch norms folded) whose conv
+    """Runs ``module`` in ``dtype``: a :func:`~fomm.models.fomm.fuse.fused_view` of it (batch norms folded) whose conv
     weights are stored in ``dtype``. The fused blocks cast their inputs to that dtype themselves, so no autocast is
     needed (autocast would wrap each remaining op in casts); residual streams keep the dtype they arrive in.
     ``[B, C, H, W]`` in; the output in fp32 (``float_output``, for an fp32 consumer) or as computed (for another

@@ -19,7 +19,7 @@ network's mask and occlusion heads, two 7x7 convs on the same input, are merged 
 such heads are bound by reading their input, not by their few output channels).
 
 Every rewritten block casts its input to its conv weights' dtype, so a region whose weights are stored in bf16/fp16
-(:class:`fomm.realtime.precision.LowPrecision`) runs in that dtype without autocast. Residual blocks keep the
+(:class:`fomm.models.fomm.precision.LowPrecision`) runs in that dtype without autocast. Residual blocks keep the
 residual stream in the dtype it arrives in (fp32 in the generator's bottleneck: measured 76 dB against fp32 for six
 bf16 blocks, 67 dB with a bf16 stream, at the same speed).
 """
@@ -183,8 +183,9 @@ class PolyphaseUpBlock2d(nn.Module):
             return F.relu(F.pixel_shuffle(torch.stack(phases, 2).reshape(b, 4 * c, h, w), 2))
         # Eager: write each phase straight into its strided slots of the output (no stacked temporary), keeping
         # the input's memory format (channels-last stays channels-last).
-        fmt = torch.channels_last if (x.dim() == 4 and not x.is_contiguous()
-                                      and x.is_contiguous(memory_format=torch.channels_last)) else torch.contiguous_format
+        keep_channels_last = (x.dim() == 4 and not x.is_contiguous()
+                              and x.is_contiguous(memory_format=torch.channels_last))
+        fmt = torch.channels_last if keep_channels_last else torch.contiguous_format
         out = torch.empty(b, c, 2 * h, 2 * w, dtype=z.dtype, device=z.device, memory_format=fmt)
         slots = out.view(b, c, h, 2, w, 2)
         z5 = z.view(b, c, 4, h + 1, w + 1)
@@ -220,8 +221,9 @@ def _fused_block(module: nn.Module, polyphase: bool) -> nn.Module | None:
 def fused_view(module: nn.Module) -> nn.Module:
     """``module`` for inference with every FOMM conv-BN block rewritten (see the module docstring): up blocks in
     polyphase form (outside hourglass decoders, see below), other conv-BN-ReLU blocks as conv-ReLU, residual blocks
-    with folded norms, the dense-motion heads merged. Same values up to float rounding (~1e-6). Shares every module that has no such block inside with ``module``, which is left unchanged;
-    later changes to the rewritten blocks' weights are not seen by the view (build a new one). A module in training
+    with folded norms, the dense-motion heads merged. Same values up to float rounding (~1e-6). Shares every module
+    that has no such block inside with ``module``, which is left unchanged; later changes to the rewritten blocks'
+    weights are not seen by the view (build a new one). A module in training
     mode is returned as a plain view (batch statistics cannot be folded)."""
     if module.training:
         return shallow_view(module)
