@@ -15,7 +15,7 @@ dlib = pytest.importorskip("dlib")
 
 @pytest.fixture(scope="module")
 def faces():
-    from fomm.eval.backends import DlibFaces
+    from fomm.perception.backends import DlibFaces
 
     return DlibFaces()
 
@@ -85,7 +85,7 @@ def test_dlib_reports_no_face_as_none(faces):
 
 
 def test_face_alignment_without_cached_weights_says_where_to_put_them(tmp_path, monkeypatch):
-    from fomm.eval.backends import FaceAlignmentLandmarks, make_landmark_backend
+    from fomm.perception.backends import FaceAlignmentLandmarks, make_landmark_backend
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(FommError) as err:
@@ -102,7 +102,7 @@ def test_face_alignment_without_cached_weights_says_where_to_put_them(tmp_path, 
 @pytest.mark.slow
 def test_mediapipe_blanked_lower_half_gives_positive_mkr(data_dir):
     pytest.importorskip("mediapipe")
-    from fomm.eval.backends import MediaPipePose
+    from fomm.perception.backends import MediaPipePose
 
     pose = MediaPipePose()
     assert pose.info["name"] == "mediapipe-pose" and "0.10" in pose.info["version"]
