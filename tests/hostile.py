@@ -1,0 +1,105 @@
+"""The harness of the hostile-input suite (``tests/test_hostile_*.py``).
+
+The promise checked for every case: exit code 2, exactly one ``fomm: error: ...`` line on stderr, no traceback, no
+output left behind, and every input file byte-for-byte unchanged (hashed before and after, symlinks included: a
+link that became a file or was retargeted counts as modified). Cases run in-process through
+:func:`fomm.cli.main.main` (a few hundred of them would take minutes as subprocesses); an exception escaping
+``main`` is exactly what a user would see as a traceback, so it fails the case. Cases that need a real process
+(signals) use :func:`run_cli`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snapshot(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """``{path: fingerprint}`` of files, links and folders (recursively); compare two snapshots with ``==``."""
+    out: dict[str, str] = {}
+
+    def add(p: Path) -> None:
+        if p.is_symlink():
+            out[str(p)] = "link:" + os.readlink(p)
+        elif p.is_dir():
+            out[str(p)] = "dir"
+            for child in sorted(p.iterdir()):
+                add(child)
+        elif p.exists():
+            out[str(p)] = "file:" + hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[str(p)] = "missing"
+
+    for path in paths:
+        add(Path(path))
+    return out
+
+
+@dataclass
+class Outcome:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def run_main(argv: Sequence[str]) -> Outcome:
+    """``fomm ARGV`` in this process; an exception escaping ``main`` propagates (the test fails with it)."""
+    from fomm.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse
+            rc = exc.code if isinstance(exc.code, int) else 2
+    return Outcome(int(rc), out.getvalue(), err.getvalue())
+
+
+def run_cli(argv: Sequence[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """``python -m fomm ARGV`` as a child process using this checkout."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "fomm", *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def assert_refused(argv: Sequence[str], inputs: Iterable[str | os.PathLike] = (),
+                   outputs: Iterable[str | os.PathLike] = (), match: str | None = None) -> Outcome:
+    """Run ``fomm ARGV`` and check the promise: rc 2, one ``fomm: error:`` line (containing ``match``), no
+    traceback, each of ``outputs`` absent afterwards (or as it was, if it existed before), ``inputs`` unchanged."""
+    inputs = list(inputs)
+    outputs = list(outputs)
+    before = snapshot(inputs)
+    outputs_before = snapshot(outputs)
+    res = run_main(argv)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not _is_progress(ln)]
+    where = f"fomm {' '.join(map(str, argv))}"
+    assert "Traceback" not in res.stderr, f"{where}: traceback:\n{res.stderr}"
+    assert res.rc == 2, f"{where}: rc {res.rc}, stderr:\n{res.stderr}"
+    assert len(lines) == 1 and lines[0].startswith("fomm: error: "), f"{where}: not one error line:\n{res.stderr}"
+    if match is not None:
+        assert match in lines[0], f"{where}: {match!r} not in {lines[0]!r}"
+    assert snapshot(inputs) == before, f"{where}: an input was modified"
+    assert snapshot(outputs) == outputs_before, f"{where}: output left behind or changed"
+    return res
+
+
+def _is_progress(line: str) -> bool:
+    # tqdm bars are drawn on stderr with carriage returns; they are not messages.
+    return "\r" in line or line.lstrip().startswith(("animate:", "preview:"))
+
+
+def leftovers(folder: str | os.PathLike) -> list[str]:
+    """Hidden temporary files our atomic writers use (``.NAME.*``) still present under ``folder``."""
+    return sorted(str(p) for p in Path(folder).rglob(".*") if p.name not in (".", ".."))
+
+
+__all__ = ["Outcome", "assert_refused", "leftovers", "run_cli", "run_main", "snapshot"]
