@@ -1,4 +1,4 @@
-"""Layout of the test suite: test modules never import each other.
+"""Layout of the test suite and the tree: test modules never import each other, and ruff is clean.
 
 Importing ``test_x`` from ``test_y`` makes pytest collect test_x's module-level fixtures and helpers in two
 places and couples files that change independently; shared helpers live in ``tests/helpers.py`` instead.
@@ -58,3 +58,16 @@ def test_no_test_module_imports_another():
 ])
 def test_the_check_sees_every_import_form(source, expected):
     assert imported_test_modules(source) == expected
+
+
+def test_ruff_is_clean():
+    """The lint config in pyproject.toml holds for the whole tree (the README's test command runs it too)."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it is in the dev extra)")
+    res = subprocess.run([ruff, "check", "fomm", "tests", "benchmarks"], cwd=TESTS.parent, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stdout[-4000:]

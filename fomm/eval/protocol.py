@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from fomm.errors import FommError, InputError
 from fomm.eval import metrics as M
-from fomm.perception.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
 from fomm.eval.records import METRICS, clean_json, read_json, write_json
 from fomm.eval.report import write_reports
 from fomm.io.clips import list_videos, read_clip, resize_frames, to_float, to_uint8, video_id, write_frame_folder
+from fomm.perception.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
 
 #: ``reconstruct(source [H,W,3] float32 in [0,1], driving frames) -> generated frames``, one per driving frame.
 Reconstructor = Callable[[np.ndarray, Iterable[np.ndarray]], Iterator[np.ndarray]]
