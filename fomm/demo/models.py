@@ -22,6 +22,7 @@ from typing import Any
 
 from fomm.api import LoadedModel, load_model
 from fomm.errors import ConfigError, FommError
+from fomm.families import FAMILIES, get_family
 
 Loader = Callable[[], LoadedModel]
 
@@ -126,9 +127,11 @@ class ModelPool:
                     raise FommError(f"model '{label}' failed to load: {err}") from None
                 except Exception as err:  # a broken third-party file must not take the server down
                     raise FommError(f"model '{label}' failed to load ({type(err).__name__}: {err})") from None
-                if model.kp_detector is None:
-                    raise FommError(f"model '{label}' is a {model.model} model without keypoints; the demo needs a "
-                                    f"keypoint model (FOMM or Monkey-Net)")
+                family = get_family(getattr(model, "model", "fomm"))
+                if not family.keypoints:
+                    keypoint_families = ", ".join(f.name for f in FAMILIES.values() if f.keypoints)
+                    raise FommError(f"model '{label}' is a {family.name} model without keypoints; the demo needs a "
+                                    f"keypoint model ({keypoint_families})")
                 self._loaded[label] = model
             return self._loaded[label]
 
