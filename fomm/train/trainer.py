@@ -270,13 +270,10 @@ class LossLog:
 # ---------------------------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------------------------
-def _prepare_config(opts: TrainOptions) -> tuple[Any, Any]:
-    from fomm.train.objectives import OBJECTIVES
+def _prepare_config(opts: TrainOptions) -> Any:
+    from fomm.train.factory import load_training_config
 
-    if opts.model not in OBJECTIVES:
-        raise ConfigError(f"unknown model '{opts.model}' for training; choose one of: {', '.join(OBJECTIVES)}")
-    load_cfg, build = OBJECTIVES[opts.model]
-    cfg = copy.deepcopy(load_cfg(opts.config))
+    cfg = copy.deepcopy(load_training_config(opts.model, opts.config))
     tp = cfg.train_params
     if not tp:
         raise ConfigError(f"config {getattr(cfg, 'name', opts.config)} has no train_params section")
@@ -295,7 +292,7 @@ def _prepare_config(opts: TrainOptions) -> tuple[Any, Any]:
             raise ConfigError(f"train_params.{key} is missing from the config")
         if int(tp[key]) < 1:
             raise ConfigError(f"train_params.{key} must be >= 1, got {tp[key]}")
-    return cfg, build
+    return cfg
 
 
 def _dataset(cfg: Any, seed: int) -> Any:
@@ -381,11 +378,12 @@ def _rescaled_kernels(net: nn.Module, state: Mapping[str, Any]) -> tuple[dict[st
 def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from fomm.train.factory import build_objective
     from fomm.train.objectives import DiscriminatorStep
     from fomm.train.visualize import save_grid
 
     say = opts.log if ctx.is_main else (lambda _msg: None)
-    cfg, build = _prepare_config(opts)
+    cfg = _prepare_config(opts)
     tp = cfg.train_params
     run_dir = Path(opts.out)
 
@@ -423,7 +421,7 @@ def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
 
     # -- model, optimizers, schedulers ----------------------------------------------------------------------
     torch.manual_seed(_seed_for(opts.seed, 0xC0DE))  # identical initial weights on every rank
-    objective = build(cfg, ctx.device)
+    objective = build_objective(opts.model, cfg, ctx.device)
     if opts.init_checkpoint is not None:
         container = load_container(opts.init_checkpoint)
         for name, net in objective.networks().items():
