@@ -180,7 +180,9 @@ class PerceptualLoss(nn.Module):
             fp = self.vgg(pyr_p[key])
             with torch.no_grad():
                 ft = self.vgg(pyr_t[key])
-            for w, a, b in zip(self.weights, fp, ft, strict=True):
+            # Not strict: a pyramid level too small for the deep layers yields fewer feature maps than weights
+            # (see VGG19Features.forward), and the loss uses the ones there are.
+            for w, a, b in zip(self.weights, fp, ft, strict=False):
                 if w != 0:
                     total = total + w * (a - b).abs().mean()
         return total

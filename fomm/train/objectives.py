@@ -3,7 +3,8 @@
 A :class:`TrainingObjective` owns the networks of one model and turns a batch into a dict of weighted scalar
 losses (the trainer sums them). The trainer knows nothing model-specific: it asks the objective for its
 networks (saved under their original checkpoint names), their learning-rate keys, and, for adversarial
-configs, a discriminator step. The baselines plug in by subclassing and registering in :data:`OBJECTIVES`.
+configs, a discriminator step. The baselines plug in by subclassing; :mod:`fomm.train.factory` maps a model
+name to its builder, so this module never imports them.
 
 Batch (from :class:`fomm.datasets.frames.FramesDataset`): ``{"source": [B,3,H,W], "driving": [B,3,H,W]}``
 float in [0, 1].
@@ -11,7 +12,7 @@ float in [0, 1].
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -218,31 +219,9 @@ def build_fomm_objective(config: Any, device: torch.device) -> FommObjective:
     return FommObjective(kp, gen, disc, config.train_params).to(device)
 
 
-#: model name -> (config loader, objective builder). Baselines register here.
-OBJECTIVES: dict[str, tuple[Callable[[Any], Any], Callable[[Any, torch.device], TrainingObjective]]] = {}
-
-
-def _load_fomm_config(config: Any) -> Any:
+def load_fomm_config(config: Any) -> Any:
+    """FOMM's config (bundled name, YAML path or loaded config), as :func:`fomm.train.factory.build_objective`
+    expects it."""
     from fomm.config import load_config
 
     return load_config(config)
-
-
-OBJECTIVES["fomm"] = (_load_fomm_config, build_fomm_objective)
-
-
-def _from_baselines(attr: str) -> Callable[..., Any]:
-    """Resolve a function of :mod:`fomm.train.baselines` at call time (it imports this module)."""
-
-    def call(*args: Any) -> Any:
-        from fomm.train import baselines
-
-        return getattr(baselines, attr)(*args)
-
-    call.__name__ = attr
-    return call
-
-
-# The baselines' objectives, each with the losses of its paper (see fomm.train.baselines).
-OBJECTIVES["monkeynet"] = (_from_baselines("load_monkeynet_config"), _from_baselines("build_monkeynet_objective"))
-OBJECTIVES["x2face"] = (_from_baselines("load_x2face_config"), _from_baselines("build_x2face_objective"))

@@ -270,13 +270,10 @@ class LossLog:
 # ---------------------------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------------------------
-def _prepare_config(opts: TrainOptions) -> tuple[Any, Any]:
-    from fomm.train.objectives import OBJECTIVES
+def _prepare_config(opts: TrainOptions) -> Any:
+    from fomm.train.factory import load_training_config
 
-    if opts.model not in OBJECTIVES:
-        raise ConfigError(f"unknown model '{opts.model}' for training; choose one of: {', '.join(OBJECTIVES)}")
-    load_cfg, build = OBJECTIVES[opts.model]
-    cfg = copy.deepcopy(load_cfg(opts.config))
+    cfg = copy.deepcopy(load_training_config(opts.model, opts.config))
     tp = cfg.train_params
     if not tp:
         raise ConfigError(f"config {getattr(cfg, 'name', opts.config)} has no train_params section")
@@ -295,7 +292,7 @@ def _prepare_config(opts: TrainOptions) -> tuple[Any, Any]:
             raise ConfigError(f"train_params.{key} is missing from the config")
         if int(tp[key]) < 1:
             raise ConfigError(f"train_params.{key} must be >= 1, got {tp[key]}")
-    return cfg, build
+    return cfg
 
 
 def _dataset(cfg: Any, seed: int) -> Any:
@@ -313,7 +310,7 @@ def train(opts: TrainOptions) -> TrainResult:
     """Train (or resume) a model; see the module docstring. Returns where things were written."""
     ctx = init_distributed(opts.device)
     try:
-        return _train(opts, ctx)
+        return Trainer(opts, ctx).run()
     finally:
         if ctx.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
@@ -378,291 +375,388 @@ def _rescaled_kernels(net: nn.Module, state: Mapping[str, Any]) -> tuple[dict[st
     return out, changed
 
 
-def _train(opts: TrainOptions, ctx: DistContext) -> TrainResult:
-    from torch.nn.parallel import DistributedDataParallel as DDP
+class Trainer:
+    """One training run: :meth:`run` drives :meth:`epoch`, which drives :meth:`step`; :meth:`resume`,
+    :meth:`save` and :meth:`log` read and write the run folder.
 
-    from fomm.train.objectives import DiscriminatorStep
-    from fomm.train.visualize import save_grid
+    The run's state (the step count, the non-finite streak, the last checkpoint, the epoch under way) is shared by
+    resuming, stepping, saving and logging; holding it on one object lets each of those be a method small enough
+    to read on its own. The constructor does every check that can reject the run (config, data, resume point,
+    checkpoint contents) before :meth:`run` creates anything in the run folder.
+    """
 
-    say = opts.log if ctx.is_main else (lambda _msg: None)
-    cfg, build = _prepare_config(opts)
-    tp = cfg.train_params
-    run_dir = Path(opts.out)
+    def __init__(self, opts: TrainOptions, ctx: DistContext) -> None:
+        self.opts = opts
+        self.ctx = ctx
+        self.say: Callable[[str], None] = opts.log if ctx.is_main else (lambda _msg: None)
+        self.cfg = _prepare_config(opts)
+        self.tp = self.cfg.train_params
+        self.run_dir = Path(opts.out)
+        resume_path = self._resume_point()
+        self._build_data()
+        self._build_model()
+        self._build_optimizers()
+        self.start_epoch = self.resume(resume_path) if resume_path is not None else 0
+        self._choose_precision()
+        self._wrap_for_processes()
+        self.num_epochs = int(self.tp["num_epochs"])
+        self.ckpt_freq = max(1, int(self.tp.get("checkpoint_freq", 1)))
+        self.global_step = self.start_epoch * len(self.loader)
+        self.current_epoch = self.start_epoch
+        self.bad_in_a_row = 0
+        self.skipped = 0
+        self.last_losses: dict[str, float] = {}
+        self.last_ckpt: Path | None = None
+        self.seen_indices: list[int] = []
+        self.loss_log: LossLog | None = None
 
-    # -- resume point ---------------------------------------------------------------------------------------
-    resume_path: Path | None = None
-    if opts.resume:
+    # -- set-up ---------------------------------------------------------------------------------------------
+    def _resume_point(self) -> Path | None:
+        """The checkpoint ``--resume`` names (``None``: a fresh run, which must not overwrite another's)."""
+        opts, run_dir = self.opts, self.run_dir
+        if not opts.resume:
+            if self.ctx.is_main and list_checkpoints(run_dir):
+                raise OutputError(f"{run_dir} already holds checkpoints; pass --resume to continue that run or "
+                                  f"choose another --out folder")
+            return None
         if opts.resume is True or str(opts.resume) in ("", "latest", "True"):
             found = list_checkpoints(run_dir)
             if not found:
                 raise InputError(f"--resume: no checkpoints in {run_dir / 'checkpoints'}; start without --resume")
-            resume_path = found[-1][1]
-        else:
-            resume_path = Path(str(opts.resume))
-            if not resume_path.is_file():
-                raise InputError(f"--resume: checkpoint {resume_path} does not exist")
-    elif ctx.is_main and list_checkpoints(run_dir):
-        raise OutputError(f"{run_dir} already holds checkpoints; pass --resume to continue that run or choose "
-                          f"another --out folder")
+            return found[-1][1]
+        path = Path(str(opts.resume))
+        if not path.is_file():
+            raise InputError(f"--resume: checkpoint {path} does not exist")
+        return path
 
-    # -- data -----------------------------------------------------------------------------------------------
-    dataset = _dataset(cfg, opts.seed)
-    global_bs = int(tp["batch_size"])
-    if global_bs % ctx.world_size:
-        raise ConfigError(f"batch_size {global_bs} does not split evenly over {ctx.world_size} processes; "
-                          f"use a multiple of {ctx.world_size}")
-    per_rank_bs = global_bs // ctx.world_size
-    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                 seed=opts.seed, drop_last=True)
-    if len(sampler) < per_rank_bs:
-        raise ConfigError(f"an epoch holds only {len(dataset)} samples ({len(sampler)} per process), fewer than "
-                          f"one batch of {per_rank_bs}; raise num_repeats or lower batch_size")
-    loader = DataLoader(dataset, batch_size=per_rank_bs, sampler=sampler, num_workers=max(0, int(opts.workers)),
-                        drop_last=True, pin_memory=ctx.device.type == "cuda",
-                        persistent_workers=False)
+    def _build_data(self) -> None:
+        ctx = self.ctx
+        self.dataset = _dataset(self.cfg, self.opts.seed)
+        self.global_bs = int(self.tp["batch_size"])
+        if self.global_bs % ctx.world_size:
+            raise ConfigError(f"batch_size {self.global_bs} does not split evenly over {ctx.world_size} processes; "
+                              f"use a multiple of {ctx.world_size}")
+        per_rank_bs = self.global_bs // ctx.world_size
+        self.sampler = DistributedSampler(self.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                          seed=self.opts.seed, drop_last=True)
+        if len(self.sampler) < per_rank_bs:
+            raise ConfigError(f"an epoch holds only {len(self.dataset)} samples ({len(self.sampler)} per process), "
+                              f"fewer than one batch of {per_rank_bs}; raise num_repeats or lower batch_size")
+        self.loader = DataLoader(self.dataset, batch_size=per_rank_bs, sampler=self.sampler,
+                                 num_workers=max(0, int(self.opts.workers)), drop_last=True,
+                                 pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
-    # -- model, optimizers, schedulers ----------------------------------------------------------------------
-    torch.manual_seed(_seed_for(opts.seed, 0xC0DE))  # identical initial weights on every rank
-    objective = build(cfg, ctx.device)
-    if opts.init_checkpoint is not None:
-        container = load_container(opts.init_checkpoint)
-        for name, net in objective.networks().items():
-            if name in container:
-                state = container[name]
-                fresh = _fresh_heads(net, state)
-                if fresh:
-                    # Fine-tuning a model into a config that adds an output head (blend_deformed): everything
-                    # else must still fit exactly; the head keeps its seeded initial weights.
-                    state = {**state, **fresh}
-                    say(f"--init-checkpoint: '{name}' has no {', '.join(sorted(fresh))}; "
-                        "starting that head from fresh weights")
-                state, rescaled = _rescaled_kernels(net, state)
-                if rescaled:
-                    say(f"--init-checkpoint: '{name}': the config changes the input scale of "
-                        f"{', '.join(repr(r) for r in rescaled)}; its anti-alias kernel follows the config")
-                load_state_dict_strict(net, state, name, opts.init_checkpoint)
-    if ctx.distributed and ctx.device.type == "cuda":
-        # The original trainers synchronised batch norm across GPUs; SyncBatchNorm is CUDA-only in torch.
-        nn.SyncBatchNorm.convert_sync_batchnorm(objective)
-    nets = objective.networks()
-    milestones = [int(m) for m in tp.get("epoch_milestones", [])]
-    optimizers: dict[str, torch.optim.Optimizer] = {}
-    schedulers: dict[str, torch.optim.lr_scheduler.MultiStepLR] = {}
-    for name, net in nets.items():
-        if name == "discriminator" and not objective.adversarial:
-            continue
-        lr_key = objective.lr_keys.get(name, f"lr_{name}")
-        lr = float(tp.get(lr_key, 2e-4))
-        optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999))
-        schedulers[name] = torch.optim.lr_scheduler.MultiStepLR(optimizers[name], milestones, gamma=0.1)
+    def _build_model(self) -> None:
+        from fomm.train.factory import build_objective
 
-    start_epoch = 0
-    if resume_path is not None:
-        container = load_container(resume_path, map_location="cpu")
-        for name, net in nets.items():
+        torch.manual_seed(_seed_for(self.opts.seed, 0xC0DE))  # identical initial weights on every rank
+        self.objective = build_objective(self.opts.model, self.cfg, self.ctx.device)
+        if self.opts.init_checkpoint is not None:
+            self._load_init_checkpoint(self.opts.init_checkpoint)
+        if self.ctx.distributed and self.ctx.device.type == "cuda":
+            # The original trainers synchronised batch norm across GPUs; SyncBatchNorm is CUDA-only in torch.
+            nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
+        self.nets = self.objective.networks()
+        self.disc = self.nets.get("discriminator")
+
+    def _load_init_checkpoint(self, path: str | os.PathLike) -> None:
+        container = load_container(path)
+        for name, net in self.objective.networks().items():
             if name not in container:
-                raise CheckpointError(f"{resume_path}: no '{name}' entry; is it a checkpoint of this model?")
-            load_state_dict_strict(net, container[name], name, resume_path)
-        for name, opt in optimizers.items():
+                continue
+            state = container[name]
+            fresh = _fresh_heads(net, state)
+            if fresh:
+                # Fine-tuning a model into a config that adds an output head (blend_deformed): everything
+                # else must still fit exactly; the head keeps its seeded initial weights.
+                state = {**state, **fresh}
+                self.say(f"--init-checkpoint: '{name}' has no {', '.join(sorted(fresh))}; "
+                         "starting that head from fresh weights")
+            state, rescaled = _rescaled_kernels(net, state)
+            if rescaled:
+                self.say(f"--init-checkpoint: '{name}': the config changes the input scale of "
+                         f"{', '.join(repr(r) for r in rescaled)}; its anti-alias kernel follows the config")
+            load_state_dict_strict(net, state, name, path)
+
+    def _build_optimizers(self) -> None:
+        self.milestones = [int(m) for m in self.tp.get("epoch_milestones", [])]
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.MultiStepLR] = {}
+        for name, net in self.nets.items():
+            if name == "discriminator" and not self.objective.adversarial:
+                continue
+            lr = float(self.tp.get(self.objective.lr_keys.get(name, f"lr_{name}"), 2e-4))
+            self.optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999))
+            self.schedulers[name] = torch.optim.lr_scheduler.MultiStepLR(self.optimizers[name], self.milestones,
+                                                                         gamma=0.1)
+        self.gen_opts = [opt for name, opt in self.optimizers.items() if name != "discriminator"]
+
+    def _choose_precision(self) -> None:
+        device = self.ctx.device
+        self.use_amp = (device.type == "cuda") if self.opts.amp is None else bool(self.opts.amp)
+        self.amp_dtype = torch.bfloat16
+        if self.use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            self.amp_dtype = torch.float16
+        # Only fp16 needs loss scaling; disabled, the scaler passes losses and steps straight through.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and self.amp_dtype == torch.float16)
+
+    def _wrap_for_processes(self) -> None:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        from fomm.train.objectives import DiscriminatorStep
+
+        disc_step = DiscriminatorStep(self.objective) if self.objective.adversarial else None
+        self.gen_model: nn.Module = self.objective
+        self.disc_model: nn.Module | None = disc_step
+        if self.ctx.distributed:
+            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+            self.gen_model = DDP(self.objective, device_ids=ids)
+            if disc_step is not None:
+                self.disc_model = DDP(disc_step, device_ids=ids)
+
+    # -- resume -----------------------------------------------------------------------------------------------
+    def resume(self, path: Path) -> int:
+        """Load weights, optimizer and scheduler states and the RNG from the checkpoint at ``path``; returns the
+        epoch to continue at."""
+        container = load_container(path, map_location="cpu")
+        for name, net in self.nets.items():
+            if name not in container:
+                raise CheckpointError(f"{path}: no '{name}' entry; is it a checkpoint of this model?")
+            load_state_dict_strict(net, container[name], name, path)
+        for name, opt in self.optimizers.items():
             key = f"optimizer_{name}"
             if key in container:
                 opt.load_state_dict(container[key])
+        self._resume_schedulers(container)
+        rng = (container.get("fomm_train") or {}).get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and self.ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.ctx.device)
+        start_epoch = int(container.get("epoch", -1)) + 1
+        self.say(f"resuming from {path} at epoch {start_epoch}")
+        return start_epoch
+
+    def _resume_schedulers(self, container: Mapping[str, Any]) -> None:
         replaced = None
-        for name, sched in schedulers.items():
+        for name, sched in self.schedulers.items():
             key = f"scheduler_{name}"
             if key in container:
                 sched.load_state_dict(container[key])
-                old = _apply_config_milestones(sched, milestones)
+                old = _apply_config_milestones(sched, self.milestones)
                 replaced = old if old is not None else replaced
             else:  # an authors' checkpoint: rebuild the schedule from the epoch
                 for _ in range(int(container.get("epoch", -1)) + 1):
                     sched.step()
         if replaced is not None:  # every network's scheduler had the same ones: say it once
-            say(f"epoch_milestones {sorted(milestones)} from the config replace the checkpoint's {replaced}")
-        meta = container.get("fomm_train") or {}
-        rng = meta.get("rng") or {}
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available() and ctx.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], ctx.device)
-        start_epoch = int(container.get("epoch", -1)) + 1
-        say(f"resuming from {resume_path} at epoch {start_epoch}")
+            self.say(f"epoch_milestones {sorted(self.milestones)} from the config replace the checkpoint's "
+                     f"{replaced}")
 
-    use_amp = (ctx.device.type == "cuda") if opts.amp is None else bool(opts.amp)
-    amp_dtype = torch.bfloat16
-    if use_amp and ctx.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        amp_dtype = torch.float16
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=use_amp and amp_dtype == torch.float16)
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """Train from :attr:`start_epoch` to ``num_epochs``; Ctrl-C saves the weights before giving up."""
+        self._open_run_dir()
+        existing = list_checkpoints(self.run_dir)
+        self.last_ckpt = existing[-1][1] if existing else None
+        ctx = self.ctx
+        amp = f", amp {str(self.amp_dtype).replace('torch.', '')}" if self.use_amp else ""
+        self.say(f"training {self.opts.model} on {self.dataset.dataset.folder} ({len(self.dataset.dataset)} videos x "
+                 f"{self.dataset.num_repeats} repeats, {ctx.world_size} process(es), batch {self.global_bs}, device "
+                 f"{ctx.device}{amp}) for epochs {self.start_epoch}..{self.num_epochs - 1}")
+        try:
+            for epoch in range(self.start_epoch, self.num_epochs):
+                self.epoch(epoch)
+        except KeyboardInterrupt:
+            if ctx.is_main:
+                epoch = self.current_epoch
+                path = self.save(self.run_dir / "checkpoints" / "interrupted.pth.tar", epoch - 1, partial=epoch)
+                self.say(f"interrupted in epoch {epoch}: weights saved to {path}; resume exactly from "
+                         f"{self.last_ckpt}")
+            raise
+        finally:
+            self._close()
+        if ctx.distributed:
+            dist.barrier()
+        completed = self.num_epochs if self.num_epochs > self.start_epoch else self.start_epoch
+        return TrainResult(run_dir=self.run_dir, last_checkpoint=self.last_ckpt, epochs_completed=completed,
+                           steps=self.global_step, last_losses=self.last_losses, skipped_steps=self.skipped)
 
-    disc_step = DiscriminatorStep(objective) if objective.adversarial else None
-    gen_model: nn.Module = objective
-    disc_model: nn.Module | None = disc_step
-    if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        gen_model = DDP(objective, device_ids=ids)
-        if disc_step is not None:
-            disc_model = DDP(disc_step, device_ids=ids)
-
-    num_epochs = int(tp["num_epochs"])
-    ckpt_freq = max(1, int(tp.get("checkpoint_freq", 1)))
-    if ctx.is_main:
+    def _open_run_dir(self) -> None:
+        if not self.ctx.is_main:
+            return
         # Created only now, once the config, data, model and resume point have all been accepted: a run that fails
         # on bad input leaves no empty run folder behind.
         try:
             for sub in ("checkpoints", "visualizations"):
-                (run_dir / sub).mkdir(parents=True, exist_ok=True)
+                (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    log = LossLog(run_dir) if ctx.is_main else None
-    disc = nets.get("discriminator")
-    gen_opts = [optimizers[n] for n in optimizers if n != "discriminator"]
-    step = start_epoch * len(loader)
-    bad_in_a_row = 0
-    skipped = 0
-    last_losses: dict[str, float] = {}
-    existing = list_checkpoints(run_dir)
-    last_ckpt: Path | None = existing[-1][1] if existing else None
-    seen_indices: list[int] = []
-    epoch = start_epoch
-    say(f"training {opts.model} on {dataset.dataset.folder} ({len(dataset.dataset)} videos x "
-        f"{dataset.num_repeats} repeats, {ctx.world_size} process(es), batch {global_bs}, device {ctx.device}"
-        f"{', amp ' + str(amp_dtype).replace('torch.', '') if use_amp else ''}) for epochs "
-        f"{start_epoch}..{num_epochs - 1}")
+            raise OutputError(f"cannot create run folder {self.run_dir}: {exc.strerror or exc}") from None
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        self.loss_log = LossLog(self.run_dir)
 
-    def checkpoint(path: Path, completed_epoch: int, partial: int | None = None) -> Path:
+    def _close(self) -> None:
+        if self.loss_log is not None:
+            self.loss_log.close()
+        if self.ctx.distributed:  # what the DDP test compares across processes
+            ctx = self.ctx
+            (self.run_dir / "ranks").mkdir(parents=True, exist_ok=True)
+            info = {"rank": ctx.rank, "world_size": ctx.world_size, "last_epoch_indices": self.seen_indices,
+                    "digests": {n: _param_digest(net) for n, net in self.nets.items()}}
+            (self.run_dir / "ranks" / f"rank{ctx.rank}.json").write_text(json.dumps(info))
+
+    def epoch(self, epoch: int) -> None:
+        """Train one epoch, then step the schedulers, write the epoch's grid and checkpoint."""
+        self.current_epoch = epoch
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        tgen = torch.Generator().manual_seed(_seed_for(self.opts.seed, epoch, self.ctx.rank, 0x7F))
+        self.seen_indices = list(iter(self.sampler))
+        self.objective.train()
+        total_steps = len(self.loader)
+        if self.opts.max_steps_per_epoch is not None:
+            total_steps = min(total_steps, self.opts.max_steps_per_epoch)
+        bar = None
+        if self.opts.progress and self.ctx.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_steps, desc=f"epoch {epoch + 1}/{self.num_epochs}", unit="it", leave=False)
+        last_batch = last_generated = None
+        t0 = time.time()
+        for it, batch in enumerate(self.loader):
+            if it >= total_steps:
+                break
+            batch = {k: (v.to(self.ctx.device, non_blocking=True) if torch.is_tensor(v) else v)
+                     for k, v in batch.items()}
+            done = self.step(epoch, it, batch, tgen)
+            if done is None:
+                continue
+            losses, generated = done
+            self.log(epoch, it, losses, t0)
+            if bar is not None:
+                bar.set_postfix(loss=f"{sum(losses.values()):.4f}")
+                bar.update(1)
+            last_batch, last_generated = batch, generated
+            every = self.opts.visualize_every
+            if self.ctx.is_main and every and self.global_step % every == 0:
+                self.visualize(f"step_{self.global_step:08d}.png", batch, generated)
+        if bar is not None:
+            bar.close()
+        self._end_epoch(epoch, last_batch, last_generated, t0)
+
+    def _end_epoch(self, epoch: int, last_batch: Mapping[str, Any] | None, last_generated: Mapping[str, Any] | None,
+                   t0: float) -> None:
+        if self.ctx.distributed:
+            _average_buffers(self.nets.values(), self.ctx.world_size)
+        for sched in self.schedulers.values():
+            sched.step()
+        if self.loss_log is not None:
+            self.loss_log.flush()
+        if self.ctx.is_main and last_batch is not None and not self.opts.visualize_every:
+            self.visualize(f"epoch_{epoch:04d}.png", last_batch, last_generated or {})
+        if self.ctx.is_main and ((epoch + 1) % self.ckpt_freq == 0 or epoch + 1 == self.num_epochs):
+            self.last_ckpt = self.save(self.run_dir / "checkpoints" / f"{epoch:08d}-checkpoint.pth.tar", epoch)
+        if self.last_losses:
+            self.say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_losses.items())
+                     + f" ({time.time() - t0:.0f} s)")
+
+    def step(self, epoch: int, it: int, batch: Mapping[str, Any], tgen: torch.Generator
+             ) -> tuple[dict[str, float], dict[str, Any]] | None:
+        """One iteration: the generator update, then the discriminator's. Returns the losses (averaged over the
+        processes) and the generator's outputs, or ``None`` when a non-finite loss skipped the update."""
+        if self.disc is not None:
+            self.disc.requires_grad_(False)  # the generator step must not touch discriminator weights
+        with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            losses, generated = self.gen_model(batch, generator=tgen)
+        loss = sum(losses.values())
+        assert isinstance(loss, torch.Tensor)
+        if not self._all_finite(loss):
+            self._skip_step(epoch, it)
+            return None
+        self.bad_in_a_row = 0
+        self.scaler.scale(loss).backward()
+        for opt in self.gen_opts:
+            self.scaler.step(opt)
+            opt.zero_grad(set_to_none=True)
+        record = {k: float(v.detach()) for k, v in losses.items()}
+        if self.disc_model is not None and self.disc is not None:
+            record.update(self._discriminator_step(batch, generated))
+        self.scaler.update()
+        self.global_step += 1
+        if self.ctx.distributed:
+            vals = torch.tensor(list(record.values()), device=self.ctx.device, dtype=torch.float64)
+            dist.all_reduce(vals)
+            record = dict(zip(record, (vals / self.ctx.world_size).tolist(), strict=True))
+        self.last_losses = record
+        return record, generated
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        finite = bool(torch.isfinite(loss.detach()).item())
+        if self.ctx.distributed:  # all ranks must agree to skip, or DDP would hang on the next all-reduce
+            flag = torch.tensor([0.0 if finite else 1.0], device=self.ctx.device)
+            dist.all_reduce(flag)
+            finite = flag.item() == 0
+        return finite
+
+    def _skip_step(self, epoch: int, it: int) -> None:
+        for opt in self.gen_opts:
+            opt.zero_grad(set_to_none=True)
+        self.bad_in_a_row += 1
+        self.skipped += 1
+        # stacklevel 1: the cause is the run (data, learning rates), not a line of the caller's to point at.
+        warnings.warn(f"epoch {epoch}, iteration {it}: non-finite loss, step skipped", stacklevel=1)
+        if self.bad_in_a_row >= MAX_BAD_STEPS:
+            raise TrainingError(f"{MAX_BAD_STEPS} non-finite losses in a row; lower the learning "
+                                f"rates or check the data. Last good checkpoint: {self.last_ckpt}")
+
+    def _discriminator_step(self, batch: Mapping[str, Any], generated: Mapping[str, Any]) -> dict[str, float]:
+        assert self.disc is not None and self.disc_model is not None
+        opt = self.optimizers["discriminator"]
+        self.disc.requires_grad_(True)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            d_losses = self.disc_model(batch, generated)
+        d_loss = sum(d_losses.values())
+        assert isinstance(d_loss, torch.Tensor)
+        self.scaler.scale(d_loss).backward()
+        self.scaler.step(opt)
+        opt.zero_grad(set_to_none=True)
+        return {k: float(v.detach()) for k, v in d_losses.items()}
+
+    # -- output -----------------------------------------------------------------------------------------------
+    def log(self, epoch: int, it: int, losses: Mapping[str, float], t0: float) -> None:
+        """Append the iteration's losses and learning rates to ``log.jsonl``/``log.csv`` (rank 0 only)."""
+        if self.loss_log is None:
+            return
+        record: dict[str, Any] = {"epoch": epoch, "iteration": it, "step": self.global_step}
+        record.update({k: round(v, 6) for k, v in losses.items()})
+        record["total"] = round(sum(v for k, v in losses.items() if k != "disc_gan"), 6)
+        record.update({f"lr_{n}": s.get_last_lr()[0] for n, s in self.schedulers.items()})
+        record["time"] = round(time.time() - t0, 3)
+        self.loss_log.write(record)
+
+    def visualize(self, name: str, batch: Mapping[str, Any], generated: Mapping[str, Any]) -> None:
+        """Write the objective's image grid for ``batch`` to ``visualizations/name``."""
+        from fomm.train.visualize import save_grid
+
+        save_grid(str(self.run_dir / "visualizations" / name), self.objective.visual_items(batch, generated))
+
+    def save(self, path: Path, completed_epoch: int, partial: int | None = None) -> Path:
+        """Write a checkpoint: the original container (networks by their checkpoint names) plus optimizer and
+        scheduler states and what resuming needs (RNG, step, config). ``partial``: the epoch cut short."""
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if ctx.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(ctx.device)
-        container: dict[str, Any] = {}
-        for name, net in nets.items():
-            container[name] = net.state_dict()
-        for name, opt in optimizers.items():
+        if self.ctx.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.ctx.device)
+        container: dict[str, Any] = {name: net.state_dict() for name, net in self.nets.items()}
+        for name, opt in self.optimizers.items():
             container[f"optimizer_{name}"] = opt.state_dict()
-        for name, sched in schedulers.items():
+        for name, sched in self.schedulers.items():
             container[f"scheduler_{name}"] = sched.state_dict()
         container["epoch"] = int(completed_epoch)
-        container["fomm_train"] = {"model": opts.model, "config": cfg.to_dict(), "seed": int(opts.seed),
-                                   "world_size": ctx.world_size, "step": int(step), "rng": rng,
+        container["fomm_train"] = {"model": self.opts.model, "config": self.cfg.to_dict(), "seed": int(self.opts.seed),
+                                   "world_size": self.ctx.world_size, "step": int(self.global_step), "rng": rng,
                                    "partial_epoch": partial}
         return atomic_save(container, path)
 
-    try:
-        for epoch in range(start_epoch, num_epochs):
-            dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            tgen = torch.Generator().manual_seed(_seed_for(opts.seed, epoch, ctx.rank, 0x7F))
-            seen_indices = list(iter(sampler))
-            objective.train()
-            iterator: Any = loader
-            total_steps = len(loader) if opts.max_steps_per_epoch is None else min(len(loader),
-                                                                                     opts.max_steps_per_epoch)
-            bar = None
-            if opts.progress and ctx.is_main:
-                from tqdm import tqdm
 
-                bar = tqdm(total=total_steps, desc=f"epoch {epoch + 1}/{num_epochs}", unit="it", leave=False)
-            last_batch = last_generated = None
-            t0 = time.time()
-            for it, batch in enumerate(iterator):
-                if it >= total_steps:
-                    break
-                batch = {k: (v.to(ctx.device, non_blocking=True) if torch.is_tensor(v) else v)
-                         for k, v in batch.items()}
-                if disc is not None:
-                    disc.requires_grad_(False)  # the generator step must not touch discriminator weights
-                with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
-                    losses, generated = gen_model(batch, generator=tgen)
-                loss = sum(losses.values())
-                assert isinstance(loss, torch.Tensor)
-                finite = bool(torch.isfinite(loss.detach()).item())
-                if ctx.distributed:  # all ranks must agree to skip, or DDP would hang on the next all-reduce
-                    flag = torch.tensor([0.0 if finite else 1.0], device=ctx.device)
-                    dist.all_reduce(flag)
-                    finite = flag.item() == 0
-                if not finite:
-                    for opt in gen_opts:
-                        opt.zero_grad(set_to_none=True)
-                    bad_in_a_row += 1
-                    skipped += 1
-                    warnings.warn(f"epoch {epoch}, iteration {it}: non-finite loss, step skipped")
-                    if bad_in_a_row >= MAX_BAD_STEPS:
-                        raise TrainingError(f"{MAX_BAD_STEPS} non-finite losses in a row; lower the learning "
-                                            f"rates or check the data. Last good checkpoint: {last_ckpt}")
-                    continue
-                bad_in_a_row = 0
-                scaler.scale(loss).backward()
-                for opt in gen_opts:
-                    scaler.step(opt)
-                    opt.zero_grad(set_to_none=True)
-                record_losses = {k: float(v.detach()) for k, v in losses.items()}
-                if disc_model is not None and disc is not None:
-                    disc.requires_grad_(True)
-                    optimizers["discriminator"].zero_grad(set_to_none=True)
-                    with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
-                        d_losses = disc_model(batch, generated)
-                    d_loss = sum(d_losses.values())
-                    assert isinstance(d_loss, torch.Tensor)
-                    scaler.scale(d_loss).backward()
-                    scaler.step(optimizers["discriminator"])
-                    optimizers["discriminator"].zero_grad(set_to_none=True)
-                    record_losses.update({k: float(v.detach()) for k, v in d_losses.items()})
-                scaler.update()
-                step += 1
-                if ctx.distributed:
-                    vals = torch.tensor(list(record_losses.values()), device=ctx.device, dtype=torch.float64)
-                    dist.all_reduce(vals)
-                    record_losses = dict(zip(record_losses, (vals / ctx.world_size).tolist(), strict=True))
-                last_losses = record_losses
-                if log is not None:
-                    record: dict[str, Any] = {"epoch": epoch, "iteration": it, "step": step}
-                    record.update({k: round(v, 6) for k, v in record_losses.items()})
-                    record["total"] = round(sum(v for k, v in record_losses.items() if k != "disc_gan"), 6)
-                    record.update({f"lr_{n}": s.get_last_lr()[0] for n, s in schedulers.items()})
-                    record["time"] = round(time.time() - t0, 3)
-                    log.write(record)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{sum(record_losses.values()):.4f}")
-                    bar.update(1)
-                last_batch, last_generated = batch, generated
-                if (ctx.is_main and opts.visualize_every and step % opts.visualize_every == 0):
-                    save_grid(str(run_dir / "visualizations" / f"step_{step:08d}.png"),
-                              objective.visual_items(batch, generated))
-            if bar is not None:
-                bar.close()
-            if ctx.distributed:
-                _average_buffers(nets.values(), ctx.world_size)
-            for sched in schedulers.values():
-                sched.step()
-            if log is not None:
-                log.flush()
-            if ctx.is_main and last_batch is not None and not opts.visualize_every:
-                save_grid(str(run_dir / "visualizations" / f"epoch_{epoch:04d}.png"),
-                          objective.visual_items(last_batch, last_generated or {}))
-            if ctx.is_main and ((epoch + 1) % ckpt_freq == 0 or epoch + 1 == num_epochs):
-                last_ckpt = checkpoint(run_dir / "checkpoints" / f"{epoch:08d}-checkpoint.pth.tar", epoch)
-            if last_losses:
-                say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_losses.items())
-                    + f" ({time.time() - t0:.0f} s)")
-    except KeyboardInterrupt:
-        if ctx.is_main:
-            path = checkpoint(run_dir / "checkpoints" / "interrupted.pth.tar", epoch - 1, partial=epoch)
-            say(f"interrupted in epoch {epoch}: weights saved to {path}; resume exactly from {last_ckpt}")
-        raise
-    finally:
-        if log is not None:
-            log.close()
-        if ctx.distributed:
-            (run_dir / "ranks").mkdir(parents=True, exist_ok=True)
-            info = {"rank": ctx.rank, "world_size": ctx.world_size, "last_epoch_indices": seen_indices,
-                    "digests": {n: _param_digest(net) for n, net in nets.items()}}
-            (run_dir / "ranks" / f"rank{ctx.rank}.json").write_text(json.dumps(info))
-    if ctx.distributed:
-        dist.barrier()
-    completed = num_epochs if num_epochs > start_epoch else start_epoch
-    return TrainResult(run_dir=run_dir, last_checkpoint=last_ckpt, epochs_completed=completed,
-                       steps=step, last_losses=last_losses, skipped_steps=skipped)
-
-
-__all__ = ["DistContext", "TrainOptions", "TrainResult", "TrainingError", "average_checkpoints", "init_distributed",
-           "list_checkpoints", "strip_checkpoint", "train"]
+__all__ = ["DistContext", "TrainOptions", "TrainResult", "Trainer", "TrainingError", "average_checkpoints",
+           "init_distributed", "list_checkpoints", "strip_checkpoint", "train"]
