@@ -78,7 +78,7 @@ FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (
         animator="fomm.animate.fomm:Animator",
         reconstructor="fomm.eval.reconstruct:animator_reconstructor",
         objective="fomm.train.objectives:build_fomm_objective",
-        training_config="fomm.config:load_config",
+        training_config="fomm.train.objectives:load_fomm_config",
     ),
     ModelFamily(
         name="monkeynet",
