@@ -57,7 +57,11 @@ class StreamingAnimator(ABC):
     # ------------------------------------------------------------------------------------------------ shared
     def to_model_input(self, frame: np.ndarray) -> torch.Tensor:
         """uint8 ``[H, W, 3]`` -> float ``[1, 3, h, w]`` in ``[0, 1]`` at the model's size, on the model's device."""
-        return image_to_tensor(frame, self.model.image_size).to(self.device)
+        t = image_to_tensor(frame, self.model.image_size)
+        if self.device.type == "cuda":
+            # From page-locked memory the copy is asynchronous: the reader thread does not wait for the GPU.
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def _as_input(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         return self.to_model_input(frame) if isinstance(frame, np.ndarray) else frame.to(self.device)
@@ -66,7 +70,9 @@ class StreamingAnimator(ABC):
         """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> ``[B, 3, h, w]`` predictions in ``[0, 1]``."""
         return self.animate_outputs(frames).prediction
 
-    def _batches(self, driving: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+    def input_batches(self, driving: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+        """uint8 ``[H, W, 3]`` frames -> model inputs ``[b, 3, h, w]`` in ``[0, 1]`` on the model's device, in
+        batches of :attr:`batch_size` (the last one shorter)."""
         batch: list[torch.Tensor] = []
         for frame in driving:
             batch.append(self.to_model_input(frame))
@@ -78,12 +84,12 @@ class StreamingAnimator(ABC):
 
     def animate_frames(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Stream uint8 ``[H, W, 3]`` driving frames -> uint8 ``[h, w, 3]`` animated frames at the model's size."""
-        for frames in self._batches(driving):
+        for frames in self.input_batches(driving):
             yield from tensor_to_uint8(self.animate_batch(frames))
 
     def animate_stream(self, driving: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FrameOutputs]]:
         """Like :meth:`animate_frames`, with each frame's :class:`FrameOutputs` (a batch of one) beside it."""
-        for frames in self._batches(driving):
+        for frames in self.input_batches(driving):
             outputs = self.animate_outputs(frames)
             for i, frame in enumerate(tensor_to_uint8(outputs.prediction)):
                 yield frame, outputs[i]

@@ -28,6 +28,8 @@ import numpy as np
 
 from fomm.animate.base import check_batch_size
 from fomm.animate.factory import make_animator
+from fomm.animate.outputs import FrameOutputs
+from fomm.animate.overlap import WriteBehind, prefetch
 from fomm.animate.stages import (
     PasteBackStage,
     ResizeStage,
@@ -40,7 +42,7 @@ from fomm.animate.stages import (
 )
 from fomm.crop.boxes import DEFAULT_INCREASE
 from fomm.errors import InputError
-from fomm.io.image import read_image
+from fomm.io.image import read_image, tensor_to_uint8
 from fomm.io.reading import iter_frames, probe_video
 from fomm.io.writing import check_output_path, open_writer
 
@@ -81,6 +83,8 @@ class AnimationOptions:
         max_frames: animate only the first frames of the driving video (>= 1).
         precision: ``fp32``, ``bf16`` or ``fp16`` (torch FOMM only; see :class:`fomm.animate.Animator`).
         channels_last: channels-last memory for the torch networks (faster CPU convs).
+        pipelined: decode and encode in their own threads, overlapping the model (same frames; ``False`` runs
+            everything in the caller's thread, e.g. for debugging).
     Raises:
         InputError: a value out of its range, naming the option.
     """
@@ -99,6 +103,7 @@ class AnimationOptions:
     max_frames: int | None = None
     precision: str = "fp32"
     channels_last: bool = False
+    pipelined: bool = True
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
@@ -231,35 +236,52 @@ def animate_video(model: Any, source: str | os.PathLike | np.ndarray, driving: s
                            num_frames=total)
     writer = output if out_path is None else open_writer(output, info.fps_fraction,
                                                          audio_from=driving if opts.audio else None)
-    count, has_audio = _write(animator, plan.driving(), writer, all_stages, context, dict(view_sinks or {}),
-                              opts.progress)
+    count, has_audio = _write(animator, plan.driving(), writer, all_stages, context, dict(view_sinks or {}), opts)
     return AnimationResult(output=out_path, num_frames=count, fps=info.fps, size=plan.size, has_audio=has_audio,
                            best_frame=best_frame or 0, crop=plan.crop)
 
 
 def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: list[Stage], context: StageContext,
-           view_sinks: dict[str, Any], progress: bool) -> tuple[int, bool]:
-    """Animate, run the stages and write every frame (and view); returns ``(frames written, has audio)``."""
+           view_sinks: dict[str, Any], opts: AnimationOptions) -> tuple[int, bool]:
+    """Animate, run the stages and write every frame (and view); returns ``(frames written, has audio)``.
+
+    With ``opts.pipelined`` (the default) decoding runs in a reader thread and converting, the stages and encoding
+    in a writer thread (:mod:`fomm.animate.overlap`), so this thread only runs the model; the frames written are the
+    same either way.
+    """
     from tqdm.auto import tqdm
 
     count = 0
     ok = False
+
+    def emit(outputs: FrameOutputs) -> None:
+        nonlocal count
+        for i, frame in enumerate(tensor_to_uint8(outputs.prediction)):
+            one = outputs[i]
+            writer.write(run_stages(stages, frame, one))
+            for name, sink in view_sinks.items():
+                if name not in one.views:
+                    raise InputError(f"no stage produced the view '{name}' that a view sink was given for")
+                sink.write(one.views[name])
+            count += 1
+            bar.update(1)
+
     with contextlib.ExitStack() as stack:
         for sink in (writer, *view_sinks.values()):
             if hasattr(sink, "__enter__"):
                 stack.enter_context(sink)
         begin_stages(stages, context)
-        bar = stack.enter_context(tqdm(total=context.num_frames, unit="frame", desc="animate", disable=not progress,
-                                       leave=False))
+        bar = stack.enter_context(tqdm(total=context.num_frames, unit="frame", desc="animate",
+                                       disable=not opts.progress, leave=False))
         try:
-            for frame, outputs in animator.animate_stream(driving):
-                writer.write(run_stages(stages, frame, outputs))
-                for name, sink in view_sinks.items():
-                    if name not in outputs.views:
-                        raise InputError(f"no stage produced the view '{name}' that a view sink was given for")
-                    sink.write(outputs.views[name])
-                count += 1
-                bar.update(1)
+            if opts.pipelined:
+                batches = stack.enter_context(contextlib.closing(prefetch(animator.input_batches(driving))))
+                with WriteBehind(emit) as behind:
+                    for frames in batches:
+                        behind.put(animator.animate_outputs(frames))
+            else:
+                for frames in animator.input_batches(driving):
+                    emit(animator.animate_outputs(frames))
             ok = True
         finally:
             end_stages(stages, ok)
