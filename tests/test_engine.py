@@ -364,3 +364,56 @@ def test_animate_video_runs_the_onnx_backend_with_stages(onnx_pair, tmp_path):
                         max_frames=5, progress=False, stages=[stage])
     assert res.num_frames == 5 == probe_video(tmp_path / "o.mp4").num_frames
     assert seen == [(1, 32, 32, 2)] * 5
+
+
+# ------------------------------------------------------------------------------------------- per-frame stage
+def test_keypoint_transfer_equals_normalize_kp_and_computes_the_hulls_once(monkeypatch):
+    from fomm.animate import KeypointTransfer, normalize_kp
+    from fomm.animate import normalize as norm_mod
+
+    g = torch.Generator().manual_seed(1)
+    kp_s = {"value": torch.rand(1, 10, 2, generator=g) * 2 - 1, "jacobian": torch.rand(1, 10, 2, 2, generator=g)}
+    batches = [{"value": torch.rand(4, 10, 2, generator=g) * 2 - 1,
+                "jacobian": torch.rand(4, 10, 2, 2, generator=g) + torch.eye(2)} for _ in range(3)]
+    for relative, adapt in ((True, True), (True, False), (False, False)):
+        transfer = KeypointTransfer(relative, adapt)
+        transfer.set_source(kp_s)
+        initial = {k: v[:1] for k, v in batches[0].items()}
+        calls = []
+        real = norm_mod.movement_scale
+        monkeypatch.setattr(norm_mod, "movement_scale", lambda *a: calls.append(1) or real(*a))
+        for kp_d in batches:
+            got = transfer(kp_d)
+            want = normalize_kp(kp_s, kp_d, initial, use_relative_movement=relative,
+                                use_relative_jacobian=relative, adapt_movement_scale=adapt)
+            for key in want:
+                assert torch.equal(got[key], want[key]), (relative, adapt, key)
+        # transfer: once when the reference is taken; normalize_kp (the reference): once per batch.
+        assert len(calls) == (1 + 3 if adapt else 0)
+        monkeypatch.undo()
+
+
+def test_the_per_frame_stage_exports_whole_with_torch_export(small):
+    """Keypoints -> relative motion -> decode is one graph: torch.export in strict mode captures it without a
+    graph break, and the exported program computes the animator's outputs."""
+    model, ref = small
+    anim = _animator(model, batch_size=2)
+    source, driving = torch.from_numpy(ref["source"]), torch.from_numpy(ref["driving"][:2])
+    anim.set_source(source)
+    anim.set_initial_driving(driving[:1])
+    stage = anim.frame_stage()
+    with torch.inference_mode(False), torch.no_grad():
+        exported = torch.export.export(stage, (driving,), strict=True)
+        got = exported.module()(driving)
+    want = anim.animate_outputs(driving)
+    assert torch.equal(got["prediction"], want.prediction) and torch.equal(got["deformation"], want.deformation)
+    assert torch.equal(got["occlusion_map"], want.occlusion_map)
+    assert torch.equal(got["kp_value"], want.kp_driving["value"])
+
+
+def test_cuda_graphs_need_a_cuda_device(small):
+    model, _ = small
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InputError, match="CUDA graphs need a CUDA device"):
+        Animator(model, cuda_graphs=True)
