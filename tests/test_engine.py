@@ -381,7 +381,8 @@ def test_keypoint_transfer_equals_normalize_kp_and_computes_the_hulls_once(monke
         initial = {k: v[:1] for k, v in batches[0].items()}
         calls = []
         real = norm_mod.movement_scale
-        monkeypatch.setattr(norm_mod, "movement_scale", lambda *a: calls.append(1) or real(*a))
+        monkeypatch.setattr(norm_mod, "movement_scale",
+                            lambda *a, calls=calls, real=real: calls.append(1) or real(*a))
         for kp_d in batches:
             got = transfer(kp_d)
             want = normalize_kp(kp_s, kp_d, initial, use_relative_movement=relative,
@@ -417,3 +418,43 @@ def test_cuda_graphs_need_a_cuda_device(small):
         pytest.skip("this machine has CUDA")
     with pytest.raises(InputError, match="CUDA graphs need a CUDA device"):
         Animator(model, cuda_graphs=True)
+
+
+def test_onnx_providers_prefer_the_gpu_and_fall_back_with_a_note():
+    pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra")
+    from fomm.realtime import choose_providers, select_providers
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("cuda", available=gpu) == (gpu, None)
+    assert choose_providers("cuda:0", available=["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers, note = choose_providers("cuda", available=["CPUExecutionProvider"])
+    assert providers == ["CPUExecutionProvider"] and "fomm[gpu]" in note
+    assert choose_providers("cpu") == (["CPUExecutionProvider"], None)
+    with pytest.raises(FommError, match="cpu or cuda"):
+        choose_providers("mps")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(FommError, match="onnxruntime-gpu"):  # the strict API form still refuses
+            select_providers("cuda")
+
+
+def test_onnx_backend_on_cuda_without_gpu_providers_runs_on_the_cpu_and_says_so(onnx_pair, tmp_path, capsys):
+    """`fomm animate --backend onnx --device cuda` with a CPU-only onnxruntime: a note, the provider printed, and a
+    video (the same graphs on the CPU)."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    from fomm.cli.main import main
+
+    _, _, folder = onnx_pair
+    out = tmp_path / "o.mp4"
+    rc = main(["animate", "--backend", "onnx", "--onnx-dir", str(folder), "--device", "cuda", "--source",
+               str(example_path("source.png")), "--driving", str(example_path("driving.mp4")), "-o", str(out),
+               "--no-audio"])
+    err = capsys.readouterr().err
+    assert rc == 0 and out.is_file()
+    assert "fomm: note: this onnxruntime has no CUDA or TensorRT provider" in err
+    assert "ONNX Runtime provider: CPUExecutionProvider" in err

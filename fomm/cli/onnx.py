@@ -23,11 +23,21 @@ def onnx_model_from_args(args: argparse.Namespace, stack: contextlib.ExitStack):
         if args.checkpoint:
             raise FommError("pass either --onnx-dir (an existing export) or --checkpoint (exported on the fly), "
                             "not both")
-        return OnnxModel(args.onnx_dir, device=args.device)
-    model = load_model_from_args(args)
+        return _report(OnnxModel(args.onnx_dir, device=args.device), args)
+    # The graphs are traced on the CPU whatever --device says (it picks ONNX Runtime's providers, not torch's).
+    model = load_model_from_args(argparse.Namespace(**{**vars(args), "device": "cpu"}))
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fomm-onnx-"))
     if not args.quiet:
         print("exporting the model to ONNX (use 'fomm export-onnx' once and --onnx-dir to skip this)",
               file=sys.stderr)
     export_onnx(model, tmp)
-    return OnnxModel(tmp, device=args.device)
+    return _report(OnnxModel(tmp, device=args.device), args)
+
+
+def _report(model, args: argparse.Namespace):
+    """Say which ONNX Runtime provider runs the graphs, and why when it is not the one asked for."""
+    if model.provider_note is not None:
+        print(f"fomm: note: {model.provider_note}", file=sys.stderr)
+    if not args.quiet:
+        print(f"ONNX Runtime provider: {model.providers[0]}", file=sys.stderr)
+    return model

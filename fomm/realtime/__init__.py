@@ -16,7 +16,7 @@ from fomm.realtime.export import DEFAULT_OPSET, SIDECAR, export_onnx
 
 def __getattr__(name: str):
     # The runtime imports onnxruntime lazily, but keep even its module import out of `import fomm.realtime`.
-    if name in ("OnnxModel", "OnnxAnimator", "load_onnx_model", "select_providers"):
+    if name in ("OnnxModel", "OnnxAnimator", "choose_providers", "load_onnx_model", "select_providers"):
         from fomm.realtime import onnx_runtime
 
         return getattr(onnx_runtime, name)
@@ -24,4 +24,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["DEFAULT_OPSET", "PRECISIONS", "SIDECAR", "OnnxAnimator", "OnnxModel", "autocast_dtype",
-           "cpu_supports_bf16", "export_onnx", "load_onnx_model", "psnr", "select_providers"]
+           "choose_providers", "cpu_supports_bf16", "export_onnx", "load_onnx_model", "psnr", "select_providers"]

@@ -38,23 +38,40 @@ def _ort():
     return onnxruntime
 
 
+def choose_providers(device: str = "cpu", available: Sequence[str] | None = None) -> tuple[list[str], str | None]:
+    """Execution providers for ``device`` (``"cpu"`` or ``"cuda"``), best first, and a note when the GPU ones are
+    missing and the CPU provider stands in (``None`` otherwise).
+
+    ``cuda`` asks for TensorRT, then CUDA, then the CPU for nodes neither supports. A plain ``onnxruntime``
+    (not ``onnxruntime-gpu``) has neither: the run falls back to the CPU with a note rather than failing, since the
+    result is the same, only slower. ``available`` overrides what the installed onnxruntime reports (tests).
+
+    Raises:
+        FommError: a device other than cpu or cuda.
+    """
+    kind = torch.device(device).type
+    if kind == "cpu":
+        return ["CPUExecutionProvider"], None
+    if kind != "cuda":
+        raise FommError(f"the ONNX backend runs on cpu or cuda, not '{device}'")
+    found = set(available if available is not None else _ort().get_available_providers())
+    gpu = [p for p in GPU_PROVIDERS if p in found]
+    if not gpu:
+        return ["CPUExecutionProvider"], ("this onnxruntime has no CUDA or TensorRT provider, so the ONNX backend runs "
+                                          "on the CPU; for the GPU: pip install 'fomm[gpu]'")
+    return gpu + ["CPUExecutionProvider"], None
+
+
 def select_providers(device: str = "cpu") -> list[str]:
-    """Execution providers for ``device`` (``"cpu"`` or ``"cuda"``), best first.
+    """Execution providers for ``device``, best first (see :func:`choose_providers`).
 
     Raises:
         FommError: ``cuda`` asked for but this onnxruntime has no GPU provider, or an unknown device.
     """
-    ort = _ort()
-    kind = torch.device(device).type
-    if kind == "cpu":
-        return ["CPUExecutionProvider"]
-    if kind != "cuda":
-        raise FommError(f"the ONNX backend runs on cpu or cuda, not '{device}'")
-    available = set(ort.get_available_providers())
-    gpu = [p for p in GPU_PROVIDERS if p in available]
-    if not gpu:
+    providers, note = choose_providers(device)
+    if note is not None:
         raise FommError("--device cuda with the ONNX backend needs onnxruntime-gpu: pip install 'fomm[gpu]'")
-    return gpu + ["CPUExecutionProvider"]
+    return providers
 
 
 class OnnxModel:
@@ -62,7 +79,8 @@ class OnnxModel:
 
     Args:
         onnx_dir: folder with ``fomm_onnx.json`` and the three ``.onnx`` files.
-        device: ``"cpu"`` or ``"cuda"`` (see :func:`select_providers`); ``providers`` overrides it.
+        device: ``"cpu"`` or ``"cuda"`` (see :func:`choose_providers`: without GPU providers it runs on the CPU
+            and says so in :attr:`provider_note`); ``providers`` overrides it.
         threads: intra-op threads of the CPU provider (default: ORT's choice, one per physical core).
         image_size: the ``(H, W)`` the caller expects; a different exported size is an error.
     Raises:
@@ -101,7 +119,11 @@ class OnnxModel:
                               f"expected; re-export with the matching config")
         self.has_jacobian = bool(meta["has_jacobian"])
         self.device = torch.device("cpu")  # where the animator keeps its (host) tensors
-        self.providers = list(providers) if providers is not None else select_providers(device)
+        #: a one-line note when the GPU providers asked for are missing and the CPU stands in (else None)
+        self.provider_note: str | None = None
+        if providers is None:
+            providers, self.provider_note = choose_providers(device)
+        self.providers = list(providers)
         opts = ort.SessionOptions()
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
@@ -222,4 +244,4 @@ def load_onnx_model(onnx_dir: str | os.PathLike, device: str = "cpu", threads: i
     return OnnxModel(onnx_dir, device=device, threads=threads, image_size=image_size)
 
 
-__all__ = ["OnnxAnimator", "OnnxModel", "load_onnx_model", "select_providers"]
+__all__ = ["OnnxAnimator", "OnnxModel", "choose_providers", "load_onnx_model", "select_providers"]
