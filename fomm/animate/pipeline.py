@@ -41,7 +41,7 @@ from fomm.animate.stages import (
 from fomm.crop.boxes import DEFAULT_INCREASE
 from fomm.errors import InputError
 from fomm.io.image import read_image
-from fomm.io.reading import iter_frames, probe_video
+from fomm.io.reading import frame_times, iter_frames, probe_video
 from fomm.io.writing import check_output_path, open_writer
 
 if TYPE_CHECKING:
@@ -229,17 +229,22 @@ def animate_video(model: Any, source: str | os.PathLike | np.ndarray, driving: s
     all_stages = plan.stages + user_stages
     context = StageContext(model_size=tuple(model.image_size), output_size=plan.size, fps=info.fps_fraction,
                            num_frames=total)
+    # A variable-frame-rate driving video keeps each frame's time, so the output stays in sync with its audio.
+    timing = frame_times(driving, max_frames=opts.max_frames) if out_path is not None else None
+    vfr = timing is not None and timing.vfr
     writer = output if out_path is None else open_writer(output, info.fps_fraction,
-                                                         audio_from=driving if opts.audio else None)
+                                                         audio_from=driving if opts.audio else None, vfr=vfr)
     count, has_audio = _write(animator, plan.driving(), writer, all_stages, context, dict(view_sinks or {}),
-                              opts.progress)
+                              opts.progress, timing.times if vfr else None)
     return AnimationResult(output=out_path, num_frames=count, fps=info.fps, size=plan.size, has_audio=has_audio,
                            best_frame=best_frame or 0, crop=plan.crop)
 
 
 def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: list[Stage], context: StageContext,
-           view_sinks: dict[str, Any], progress: bool) -> tuple[int, bool]:
-    """Animate, run the stages and write every frame (and view); returns ``(frames written, has audio)``."""
+           view_sinks: dict[str, Any], progress: bool,
+           times: Sequence[float] | None = None) -> tuple[int, bool]:
+    """Animate, run the stages and write every frame (and view); returns ``(frames written, has audio)``.
+    ``times``: each driving frame's time in seconds, passed to ``writer.write`` as ``pts`` (VFR input)."""
     from tqdm.auto import tqdm
 
     count = 0
@@ -253,7 +258,11 @@ def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: li
                                        leave=False))
         try:
             for frame, outputs in animator.animate_stream(driving):
-                writer.write(run_stages(stages, frame, outputs))
+                out = run_stages(stages, frame, outputs)
+                if times is not None and count < len(times):
+                    writer.write(out, pts=times[count])
+                else:
+                    writer.write(out)
                 for name, sink in view_sinks.items():
                     if name not in outputs.views:
                         raise InputError(f"no stage produced the view '{name}' that a view sink was given for")
