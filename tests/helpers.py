@@ -109,24 +109,34 @@ def alternating_times(n: int, short: float = 1 / 30, long: float = 1 / 15) -> li
 
 
 def make_vfr_clip(path: Path, times: list[float], end: float, clicks: tuple[float, ...] = (), size: int = 64,
-                  audio: bool = True, preset: str = "ultrafast") -> Path:
-    """An H.264 MP4 whose frame ``i`` is shown at ``times[i]`` (1/90000 s time base) and is grey level ``i``-coded,
-    plus (``audio``) a mono AAC track of ``end`` seconds, silent except a 5 ms click at each of ``clicks``."""
+                  audio: bool = True, preset: str = "ultrafast", frames: list[np.ndarray] | None = None) -> Path:
+    """An H.264 MP4 whose frame ``i`` is shown at ``times[i]`` (1/90000 s time base) and is ``frames[i]`` (default:
+    a ``size`` grey level coded by ``i``), plus (``audio``) a mono AAC track of ``end`` seconds, silent except a 5 ms
+    click at each of ``clicks``."""
+    if frames is not None:
+        size = frames[0].shape[0]
     tb = Fraction(1, 90000)
     with av.open(str(path), "w", format="mp4") as c:
         vs = c.add_stream("libx264", rate=round(len(times) / end))
-        vs.width, vs.height, vs.pix_fmt = size, size, "yuv420p"
+        vs.width, vs.height, vs.pix_fmt = size, size, "yuv420p"  # square frames
         vs.codec_context.time_base = tb
         vs.options = {"preset": preset}
         if audio:
             aus = c.add_stream("aac", rate=CLICK_RATE)
             aus.layout = "mono"
-        for i, t in enumerate(times):
-            img = np.full((size, size, 3), 30 + (i * 37) % 190, np.uint8)
+        ticks = [round(t / tb) for t in times] + [round(end / tb)]
+        packets = []
+        for i, t in enumerate(ticks[:-1]):
+            img = np.full((size, size, 3), 30 + (i * 37) % 190, np.uint8) if frames is None else frames[i]
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts, frame.time_base = round(t / tb), tb
-            c.mux(vs.encode(frame))
-        c.mux(vs.encode(None))
+            frame.pts, frame.time_base = t, tb
+            packets += vs.encode(frame)
+        packets += vs.encode(None)
+        # MP4 takes the last frame's length from its packet: give every frame its own, so the clip lasts `end`
+        duration = dict(zip(ticks[:-1], np.diff(ticks).tolist(), strict=True))
+        for packet in packets:
+            packet.duration = duration[packet.pts]
+            c.mux(packet)
         if audio:
             sig = np.zeros(int(round(end * CLICK_RATE)), np.float32)
             for t in clicks:
@@ -157,10 +167,12 @@ def click_times(path: Path, threshold: float = 0.3) -> list[float]:
     """Onsets (seconds) of the clicks in the first audio stream of ``path`` (or of an ``.m4a``)."""
     with av.open(str(path)) as c:
         rate = c.streams.audio[0].codec_context.sample_rate
-        x = np.concatenate([f.to_ndarray().reshape(-1) if f.to_ndarray().shape[0] == 1 else f.to_ndarray().mean(0)
-                            for f in c.decode(audio=0)])
+        frames = list(c.decode(audio=0))
+        # a copied track may start after 0 (the first packet at or after a cut point): place it by its timestamp
+        t0 = float(frames[0].time or 0.0) if frames else 0.0
+        x = np.concatenate([f.to_ndarray().mean(0) for f in frames])
     loud = np.flatnonzero(np.abs(x) > threshold)
     if loud.size == 0:
         return []
     starts = loud[np.concatenate([[True], np.diff(loud) > rate // 50])]
-    return [float(s / rate) for s in starts]
+    return [t0 + float(s / rate) for s in starts]

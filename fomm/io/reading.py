@@ -182,7 +182,10 @@ class FrameTimes:
 
     ``times``: one entry per frame in presentation order, seconds from the first frame (``times[0] == 0``).
     ``fps``: the nominal (average) rate, as :attr:`VideoInfo.fps_fraction`. ``vfr``: some frame is more than
-    :data:`VFR_TOLERANCE` of an interval away from ``i / fps``, so writing at a constant rate would move it.
+    :data:`VFR_TOLERANCE` of an interval away from ``i / fps``, so writing at a constant rate would move it. This is
+    judged against the rate a writer would use, so a regular clip whose last frame is held longer counts as VFR too
+    (its average rate is then below the true one: 20 frames at 25 fps with a 1/15 s last frame average 24.2 fps,
+    and frame 19 written at ``19 / 24.2`` would be 25 ms late).
     ``end``: when the last frame stops showing (its time plus its duration), seconds from the first frame.
     """
 
