@@ -8,6 +8,8 @@ test module and of ``conftest.py``), so test modules use ``from helpers import .
 
 from __future__ import annotations
 
+import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -176,3 +178,17 @@ def click_times(path: Path, threshold: float = 0.3) -> list[float]:
         return []
     starts = loud[np.concatenate([[True], np.diff(loud) > rate // 50])]
     return [t0 + float(s / rate) for s in starts]
+
+
+def huge_png(path: Path, width: int, height: int) -> Path:
+    """A valid all-black 8-bit greyscale PNG of ``width`` x ``height``, streamed through zlib so neither memory nor
+    the file grows with its size (20000x20000: 0.4 MB on disk, about 3 s to make)."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    comp = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    data = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
