@@ -8,8 +8,12 @@ test module and of ``conftest.py``), so test modules use ``from helpers import .
 
 from __future__ import annotations
 
+import struct
+import zlib
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 import yaml
@@ -92,3 +96,99 @@ def decode_fp32_and_view(model, view, src, drv):
         calibrate_low_precision(view, enc, kp)
         return full, view.decode(enc, kp, kp_d)
 
+
+
+#: Audio rate of :func:`make_vfr_clip`'s click track.
+CLICK_RATE = 48000
+
+
+def alternating_times(n: int, short: float = 1 / 30, long: float = 1 / 15) -> list[float]:
+    """``n`` frame times with gaps alternating ``short``, ``long`` (a VFR phone clip's pattern), from 0."""
+    times = [0.0]
+    for i in range(n - 1):
+        times.append(times[-1] + (short if i % 2 == 0 else long))
+    return times
+
+
+def make_vfr_clip(path: Path, times: list[float], end: float, clicks: tuple[float, ...] = (), size: int = 64,
+                  audio: bool = True, preset: str = "ultrafast", frames: list[np.ndarray] | None = None) -> Path:
+    """An H.264 MP4 whose frame ``i`` is shown at ``times[i]`` (1/90000 s time base) and is ``frames[i]`` (default:
+    a ``size`` grey level coded by ``i``), plus (``audio``) a mono AAC track of ``end`` seconds, silent except a 5 ms
+    click at each of ``clicks``."""
+    if frames is not None:
+        size = frames[0].shape[0]
+    tb = Fraction(1, 90000)
+    with av.open(str(path), "w", format="mp4") as c:
+        vs = c.add_stream("libx264", rate=round(len(times) / end))
+        vs.width, vs.height, vs.pix_fmt = size, size, "yuv420p"  # square frames
+        vs.codec_context.time_base = tb
+        vs.options = {"preset": preset}
+        if audio:
+            aus = c.add_stream("aac", rate=CLICK_RATE)
+            aus.layout = "mono"
+        ticks = [round(t / tb) for t in times] + [round(end / tb)]
+        packets = []
+        for i, t in enumerate(ticks[:-1]):
+            img = np.full((size, size, 3), 30 + (i * 37) % 190, np.uint8) if frames is None else frames[i]
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = t, tb
+            packets += vs.encode(frame)
+        packets += vs.encode(None)
+        # MP4 takes the last frame's length from its packet: give every frame its own, so the clip lasts `end`
+        duration = dict(zip(ticks[:-1], np.diff(ticks).tolist(), strict=True))
+        for packet in packets:
+            packet.duration = duration[packet.pts]
+            c.mux(packet)
+        if audio:
+            sig = np.zeros(int(round(end * CLICK_RATE)), np.float32)
+            for t in clicks:
+                k = int(round(t * CLICK_RATE))
+                sig[k:k + CLICK_RATE // 200] = 0.8
+            for s in range(0, len(sig), 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(sig[None, s:s + 1024]), format="fltp",
+                                                layout="mono")
+                af.sample_rate, af.pts = CLICK_RATE, s
+                c.mux(aus.encode(af))
+            c.mux(aus.encode(None))
+    return path
+
+
+def stream_timing(path: Path) -> dict[str, float | list[float]]:
+    """Decoded video frame times (seconds), and the video and audio streams' durations (seconds) of a media file."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        out: dict[str, float | list[float]] = {"video": float(v.duration * v.time_base)}
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            out["audio"] = float(a.duration * a.time_base)
+        out["times"] = [float(f.time) for f in c.decode(video=0)]
+    return out
+
+
+def click_times(path: Path, threshold: float = 0.3) -> list[float]:
+    """Onsets (seconds) of the clicks in the first audio stream of ``path`` (or of an ``.m4a``)."""
+    with av.open(str(path)) as c:
+        rate = c.streams.audio[0].codec_context.sample_rate
+        frames = list(c.decode(audio=0))
+        # a copied track may start after 0 (the first packet at or after a cut point): place it by its timestamp
+        t0 = float(frames[0].time or 0.0) if frames else 0.0
+        x = np.concatenate([f.to_ndarray().mean(0) for f in frames])
+    loud = np.flatnonzero(np.abs(x) > threshold)
+    if loud.size == 0:
+        return []
+    starts = loud[np.concatenate([[True], np.diff(loud) > rate // 50])]
+    return [t0 + float(s / rate) for s in starts]
+
+
+def huge_png(path: Path, width: int, height: int) -> Path:
+    """A valid all-black 8-bit greyscale PNG of ``width`` x ``height``, streamed through zlib so neither memory nor
+    the file grows with its size (20000x20000: 0.4 MB on disk, about 3 s to make)."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    comp = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    data = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path

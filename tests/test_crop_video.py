@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import alternating_times, click_times, make_vfr_clip, stream_timing
 from PIL import Image
 
 from fomm.crop.boxes import DEFAULT_INCREASE
 from fomm.crop.video import crop_video
 from fomm.errors import InputError
-from fomm.io.reading import iter_frames, probe_video
+from fomm.io.reading import frame_times, iter_frames, probe_video
 from fomm.io.writing import VideoWriter
 
 N = 16  # frames looked at per real clip: enough to track, quick on 2 shared cores
@@ -96,3 +97,26 @@ def test_video_without_face_is_clear_error(tmp_path):
     with pytest.raises(InputError, match="no face found"):
         crop_video(src, tmp_path / "o.mp4", progress=False)
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("vfr", [False, True])
+def test_every_segment_gets_its_own_audio(data_dir, tmp_path, vfr):
+    """A scene cut at frame 10 of a clip with clicks in both scenes: each crop carries the audio under it, starting
+    at its first frame's time (with a variable frame rate: the frame's real time, not ``10 / fps``)."""
+    frames = _face_frames(data_dir, "d0.mp4", 10, size=(128, 128)) + _face_frames(data_dir, "d11.mp4", 10,
+                                                                                   size=(128, 128))
+    times = alternating_times(20) if vfr else [i / 25 for i in range(20)]
+    end = times[-1] + (1 / 15 if vfr else 1 / 25)
+    clicks = (times[3], times[15])
+    src = make_vfr_clip(tmp_path / "cut.mp4", times, end, clicks=clicks, frames=frames)
+    assert frame_times(src).vfr == vfr
+    results = crop_video(src, tmp_path / "faces.mp4", size=32, min_frames=6, progress=False)
+    assert [(r.start, r.end) for r in results] == [(0, 10), (10, 20)]
+    first, second = results
+    assert first.has_audio and second.has_audio
+    assert second.start_time == pytest.approx(times[10], abs=1e-6)
+    for r, click in ((first, clicks[0]), (second, clicks[1])):
+        got = stream_timing(r.path)
+        assert np.allclose(got["times"], np.array(times[r.start:r.end]) - times[r.start], atol=1e-4)
+        assert "audio" in got and abs(got["audio"] - got["video"]) < 1 / 20  # the segment's length, not the clip's
+        assert np.allclose(click_times(r.path), [click - times[r.start]], atol=0.003)  # its own click, in place

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
+import warnings
 
 import av
 import numpy as np
 import pytest
 import torch
+from helpers import huge_png
 from PIL import Image
 
 from fomm.errors import InputError, OutputError
-from fomm.io.image import image_to_tensor, read_image, resize_uint8, tensor_to_uint8, write_image
+from fomm.io.image import MAX_IMAGE_PIXELS, image_to_tensor, read_image, resize_uint8, tensor_to_uint8, write_image
 
 
 def _rgb(h: int = 48, w: int = 64) -> np.ndarray:
@@ -185,3 +188,35 @@ def test_write_image_roundtrip_and_errors(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["o.png"]
     with pytest.raises(OutputError, match="extension"):
         write_image(tmp_path / "o.xyz", img)
+
+
+@pytest.mark.parametrize("side", [10000, 20000])  # 20000: past Pillow's own bomb limit (179 MP)
+def test_huge_image_refused_from_its_header(tmp_path, side):
+    path = huge_png(tmp_path / "huge.png", side, side)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no raw DecompressionBombWarning may reach the user
+            with pytest.raises(InputError) as err:
+                read_image(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(err.value) == (f"{path}: image is {side}x{side} = {side * side // 10**6:g} MP, above fomm's limit "
+                              f"of {MAX_IMAGE_PIXELS // 10**6} MP; downscale it first")
+    assert peak < 20e6  # refused before decoding: one decoded copy alone would be 300 MB or more
+
+
+def test_pixel_limit_is_adjustable(tmp_path):
+    path = huge_png(tmp_path / "big.png", 400, 300)
+    with pytest.raises(InputError, match="400x300 = 0.12 MP, above fomm's limit of 0.1 MP"):
+        read_image(path, max_pixels=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(path, max_pixels=120_000).shape == (300, 400, 3)
+
+
+def test_empty_png_has_its_own_message(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="image file is empty"):
+        read_image(tmp_path / "empty.png")

@@ -43,7 +43,7 @@ from fomm.animate.stages import (
 from fomm.crop.boxes import DEFAULT_INCREASE
 from fomm.errors import InputError
 from fomm.io.image import read_image, tensor_to_uint8
-from fomm.io.reading import iter_frames, probe_video
+from fomm.io.reading import frame_times, iter_frames, probe_video
 from fomm.io.writing import check_output_path, open_writer
 
 if TYPE_CHECKING:
@@ -234,16 +234,22 @@ def animate_video(model: Any, source: str | os.PathLike | np.ndarray, driving: s
     all_stages = plan.stages + user_stages
     context = StageContext(model_size=tuple(model.image_size), output_size=plan.size, fps=info.fps_fraction,
                            num_frames=total)
+    # A variable-frame-rate driving video keeps each frame's time, so the output stays in sync with its audio.
+    timing = frame_times(driving, max_frames=opts.max_frames) if out_path is not None else None
+    vfr = timing is not None and timing.vfr
     writer = output if out_path is None else open_writer(output, info.fps_fraction,
-                                                         audio_from=driving if opts.audio else None)
-    count, has_audio = _write(animator, plan.driving(), writer, all_stages, context, dict(view_sinks or {}), opts)
+                                                         audio_from=driving if opts.audio else None, vfr=vfr)
+    count, has_audio = _write(animator, plan.driving(), writer, all_stages, context, dict(view_sinks or {}), opts,
+                              timing.times if vfr else None)
     return AnimationResult(output=out_path, num_frames=count, fps=info.fps, size=plan.size, has_audio=has_audio,
                            best_frame=best_frame or 0, crop=plan.crop)
 
 
 def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: list[Stage], context: StageContext,
-           view_sinks: dict[str, Any], opts: AnimationOptions) -> tuple[int, bool]:
+           view_sinks: dict[str, Any], opts: AnimationOptions,
+           times: Sequence[float] | None = None) -> tuple[int, bool]:
     """Animate, run the stages and write every frame (and view); returns ``(frames written, has audio)``.
+    ``times``: each driving frame's time in seconds, passed to ``writer.write`` as ``pts`` (VFR input).
 
     With ``opts.pipelined`` (the default) decoding runs in a reader thread and converting, the stages and encoding
     in a writer thread (:mod:`fomm.animate.overlap`), so this thread only runs the model; the frames written are the
@@ -258,7 +264,11 @@ def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: li
         nonlocal count
         for i, frame in enumerate(tensor_to_uint8(outputs.prediction)):
             one = outputs[i]
-            writer.write(run_stages(stages, frame, one))
+            out = run_stages(stages, frame, one)
+            if times is not None and count < len(times):
+                writer.write(out, pts=times[count])
+            else:
+                writer.write(out)
             for name, sink in view_sinks.items():
                 if name not in one.views:
                     raise InputError(f"no stage produced the view '{name}' that a view sink was given for")

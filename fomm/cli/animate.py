@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 
 from fomm.cli.common import add_model_options, load_model_from_args, parse_size
 
@@ -96,6 +97,12 @@ def main(args: argparse.Namespace) -> int:
         result = animate_video(model, args.source, args.driving, args.output, options)
     h, w = result.size
     audio = "with audio" if result.has_audio else "no audio"
-    print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio})",
+    rate = f"{result.fps:g} fps"
+    from fomm.io.reading import TIMESTAMPS_FILE
+
+    if result.output is not None and (Path(result.output) / TIMESTAMPS_FILE).is_file():
+        # PNG frames carry no timing; a variable-rate driving video's frame times are kept beside them.
+        rate += f" on average, variable: frame times in {TIMESTAMPS_FILE}"
+    print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {rate}, {audio})",
           file=sys.stderr if args.quiet else sys.stdout)
     return 0

@@ -1,8 +1,8 @@
 """Face detection for auto-crop: dlib's HOG frontal-face detector, OpenCV's Haar cascade as a fallback.
 
 Both run offline on CPU (no weights to download): dlib ships its HOG model inside the library
-(``dlib-bin`` wheel), OpenCV ships the cascade XML (``opencv-python-headless``). The Haar cascade is
-used only when dlib is not installed, because it gives more false positives on non-faces.
+(``dlib-bin`` wheel), OpenCV ships the cascade XML (``opencv-contrib-python``, the one OpenCV mediapipe also
+needs). The Haar cascade is used only when dlib is not installed, because it gives more false positives on non-faces.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _haar_detector():
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
-        raise FommError(f"OpenCV could not load its face cascade {path}; reinstall opencv-python-headless")
+        raise FommError(f"OpenCV could not load its face cascade {path}; reinstall opencv-contrib-python")
     return cascade
 
 
@@ -50,7 +50,7 @@ def available_backend(backend: Backend = "auto") -> str:
         except ImportError:
             continue
     raise FommError("face detection needs dlib or OpenCV: pip install 'fomm[crop]' "
-                    "(dlib-bin, or opencv-python-headless as a fallback)")
+                    "(dlib-bin, or opencv-contrib-python as a fallback)")
 
 
 class FaceDetector:

@@ -12,7 +12,10 @@ Two streaming passes over the video (memory stays at one frame):
    inside the frame. One box per scene (the "stable" crop) keeps the background still, which is what the
    keypoint models expect.
 
-Segments shorter than ``min_frames`` are dropped. Every kept segment is written as its own clip.
+Segments shorter than ``min_frames`` are dropped. Every kept segment is written as its own clip, with the part of
+the input's audio that plays under it (from the segment's first frame time on, cut at its end). The times are the
+input's own (:func:`fomm.io.reading.frame_times`): with a variable frame rate, ``start / fps`` can be whole frames off
+the real start, and a segment's frames keep their irregular times.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from tqdm import tqdm
 from fomm.crop.boxes import DEFAULT_INCREASE, Box, crop_and_resize, fit_box, square_box
 from fomm.crop.detect import Backend, FaceDetector
 from fomm.errors import InputError
-from fomm.io.reading import iter_frames, probe_video
+from fomm.io.reading import frame_times, iter_frames, probe_video
 from fomm.io.writing import check_output_path, open_writer
 
 
@@ -39,7 +42,9 @@ class CropResult:
     ``start``/``end``: frame range ``[start, end)`` of the input; ``box``: the crop box ``(l, t, r, b)`` in
     display pixels of the (SAR-corrected) input frames of size ``frame_size`` ``(w, h)``; ``face_boxes``:
     the smoothed per-frame face boxes of the segment (``end - start`` entries); ``has_audio``: whether the
-    clip carries the input's audio (its ``[start_time, end_time)`` part, so it stays in sync).
+    clip carries the input's audio (its ``[start_time, end_time)`` part, so it stays in sync). ``times``: the
+    segment's ``(start_time, end_time)`` in seconds of the input when its frame rate is variable (``None``: the rate
+    is constant and the times are ``start / fps``, ``end / fps``).
     """
 
     path: Path
@@ -50,14 +55,15 @@ class CropResult:
     fps: float
     has_audio: bool
     face_boxes: list[Box] = field(default_factory=list)
+    times: tuple[float, float] | None = None
 
     @property
     def start_time(self) -> float:
-        return self.start / self.fps
+        return self.times[0] if self.times is not None else self.start / self.fps
 
     @property
     def end_time(self) -> float:
-        return self.end / self.fps
+        return self.times[1] if self.times is not None else self.end / self.fps
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -196,6 +202,12 @@ def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256,
         what = "no face found" if not raw else f"no face stays in view for {min_frames} frames"
         raise InputError(f"{path}: {what}; use a video showing a frontal face, or crop it yourself")
 
+    timing = frame_times(path, max_frames=max_frames)
+    vfr = timing.vfr and len(timing.times) >= kept[-1][1]
+
+    def seconds(i: int) -> float:
+        return timing.times[i] if i < len(timing.times) else timing.end
+
     plans = []
     for k, (start, end, boxes) in enumerate(kept):
         smoothed = _smooth(boxes, smooth)
@@ -204,7 +216,7 @@ def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256,
         box = fit_box(square_box(union, increase), w, h)
         with_audio = audio and info.has_audio
         plans.append(CropResult(Path(_segment_path(out, k, len(kept)).rstrip("/")), start, end, box, (w, h),
-                                float(info.fps), with_audio, smoothed))
+                                float(info.fps), with_audio, smoothed, (seconds(start), seconds(end)) if vfr else None))
 
     # second pass: write each segment's crop; writers are atomic, so a failure leaves nothing behind
     writers = {}
@@ -215,10 +227,16 @@ def crop_video(path: str | os.PathLike, out: str | os.PathLike, size: int = 256,
                 if plan.start <= i < plan.end:
                     if k not in writers:
                         target = _segment_path(out, k, len(plans))
+                        # the segment's audio starts under its first frame (its own time with a variable rate)
+                        start = plan.start_time if vfr else plan.start / info.fps_fraction
                         writers[k] = open_writer(target, info.fps_fraction, path if plan.has_audio else None,
-                                                 audio_start=plan.start / info.fps_fraction)
+                                                 audio_start=start, vfr=vfr)
                         writers[k].__enter__()
-                    writers[k].write(crop_and_resize(frame, plan.box, size, mode="pad"))
+                    face = crop_and_resize(frame, plan.box, size, mode="pad")
+                    if vfr:
+                        writers[k].write(face, pts=timing.times[i] - plan.start_time)
+                    else:
+                        writers[k].write(face)
                 elif i == plan.end and k in writers:
                     writers.pop(k).__exit__(None, None, None)
         for k in list(writers):

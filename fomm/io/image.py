@@ -4,11 +4,19 @@ Every image entering fomm goes through :func:`read_image`, so all commands agree
 looks like: 8-bit RGB, EXIF orientation applied, transparency composited over **white** (a transparent
 PNG portrait then looks like it does in a browser, and the models never see an arbitrary black
 background that was never visible to the user).
+
+Size limit: decoding needs the whole picture in memory several times over (the decoded pixels, the RGB copy, the
+array), so a huge file can take the machine down long before the models shrink it to 256x256: a 10000x10000 PNG
+(100 MP, 97 kB on disk when flat) peaked at 1.8 GB of memory in ``fomm animate`` and took 37 s. :func:`read_image`
+reads the size from the header first and refuses anything above :data:`MAX_IMAGE_PIXELS` before decoding a pixel,
+with a message that says so (Pillow's own decompression-bomb guard would print a raw warning at 89 MP and refuse at
+179 MP with a message about DOS attacks).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -22,6 +30,11 @@ from fomm.io.atomic import atomic_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_MIN_SIZE = 32
+#: Largest image :func:`read_image` decodes, in pixels (width x height): 50 MP, e.g. 8660x5773, more than any
+#: phone or DSLR photo today; decoding one peaks near 1 GB. Larger images are refused from their header; downscale
+#: them first (the models work at 256-512 px anyway). Change it here, or per call with ``max_pixels`` (above 179 MP
+#: Pillow's own guard refuses too, unless ``PIL.Image.MAX_IMAGE_PIXELS`` is raised as well).
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 def _composite_over_white(img: Image.Image) -> Image.Image:
@@ -55,19 +68,59 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.array(rgb, dtype=np.uint8)
 
 
-def read_image(path: str | os.PathLike, min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
+def _megapixels(n: int) -> str:
+    return f"{n / 1e6:.3g} MP"
+
+
+def _too_large(p: Path, size: tuple[int, int] | None, pixels: int | None, limit: int) -> InputError:
+    what = f"{size[0]}x{size[1]} = {_megapixels(size[0] * size[1])}" if size else _megapixels(pixels or 0)
+    return InputError(f"{p}: image is {what}, above fomm's limit of {_megapixels(limit)}; downscale it first")
+
+
+def _bomb_pixels(err: Exception) -> int | None:
+    """The pixel count in Pillow's DecompressionBombError message, if it still reads 'Image size (N pixels)'."""
+    m = re.search(r"\((\d+) pixels\)", str(err))
+    return int(m.group(1)) if m else None
+
+
+def _header_size(p: Path) -> tuple[int, int] | None:
+    """``(w, h)`` from the header, through the format plugins as ``Image.open`` tries them but without its bomb
+    check (which refuses above 179 MP before the size is known); ``None`` when no plugin reads it."""
+    Image.init()
+    with open(p, "rb") as fp:
+        prefix = fp.read(16)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            if accept is not None and not accept(prefix):
+                continue
+            fp.seek(0)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return tuple(factory(fp, os.fspath(p)).size)
+            except Exception:  # a plugin that does not recognise the file, as Image.open skips it
+                continue
+    return None
+
+
+def read_image(path: str | os.PathLike, min_size: int = DEFAULT_MIN_SIZE, *,
+               max_pixels: int | None = None) -> np.ndarray:
     """Load an image file as RGB.
 
     Args:
         path: any format Pillow reads; the format is detected from the content, not the extension.
         min_size: minimum length in pixels of the shorter side; smaller images are rejected.
+        max_pixels: largest width x height accepted (default :data:`MAX_IMAGE_PIXELS`), checked from the header
+            before anything is decoded.
     Returns:
         ``uint8`` array ``[H, W, 3]``, RGB, EXIF orientation applied. Grayscale is replicated to 3 channels,
         alpha (RGBA, LA, palette transparency) is composited over white, CMYK converted to RGB, 16-bit
         data scaled to 8 bit. Multi-frame files (GIF, TIFF) give their first frame.
     Raises:
-        InputError: missing, empty, not an image, corrupt/truncated, or smaller than ``min_size``.
+        InputError: missing, empty, not an image, corrupt/truncated, smaller than ``min_size`` or larger than
+            ``max_pixels``.
     """
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: image file not found")
@@ -76,14 +129,21 @@ def read_image(path: str | os.PathLike, min_size: int = DEFAULT_MIN_SIZE) -> np.
     if p.stat().st_size == 0:
         raise InputError(f"{p}: image file is empty (0 bytes)")
     try:
-        with Image.open(p) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            arr = _to_rgb(img)
+        with warnings.catch_warnings():
+            # Our own limit decides (below); Pillow's bomb warning is not for the user's eyes.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as img:  # lazy: reads the header only
+                w, h = img.size
+                if w * h > limit:
+                    raise _too_large(p, (w, h), None, limit)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                arr = _to_rgb(img)
     except UnidentifiedImageError:
         raise InputError(f"{p}: not an image or an unsupported image format") from None
     except Image.DecompressionBombError as err:
-        raise InputError(f"{p}: image is too large to load safely ({err})") from None
+        # Pillow refuses above twice its own limit (179 MP) before we see the size.
+        raise _too_large(p, _header_size(p), _bomb_pixels(err), limit) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise InputError(f"{p}: image is corrupt or truncated ({err})") from None
     h, w = arr.shape[:2]

@@ -6,6 +6,15 @@ one at a time, so memory does not grow with the video length. Frames come out as
 non-square pixels (sample aspect ratio) are resampled to square ones and a rotation tag is applied. Every
 reader in fomm goes through here, so a phone clip tagged "rotate 90" or an anamorphic DV file looks the same
 to animation, cropping, dataset preparation and evaluation.
+
+Timing: :func:`iter_frames` yields frames by index, as if the rate were constant. Phone and screen recordings often
+have a variable frame rate (VFR: frames are stamped at irregular times, e.g. 30 fps that drops to 15 fps in the dark),
+and writing such frames at ``i / fps`` drifts away from the driving audio (a clip alternating 1/30 s and 1/15 s gaps is
+written 1/60 s early or late on every other frame, and a clip with one dropped frame is one frame late from then
+on). :func:`frame_times` reads each frame's presentation time from the container (packet timestamps only, no decoding:
+about 12 ms for a 350-frame 720p MP4) and says whether the stream is VFR, so writers can stamp frame ``i`` at its
+source time (:meth:`fomm.io.writing.VideoWriter.write` ``pts``). A frame folder carries its times in
+:data:`TIMESTAMPS_FILE` when it was written from VFR frames.
 """
 
 from __future__ import annotations
@@ -30,6 +39,13 @@ DEFAULT_FPS = Fraction(25)
 FPS_FILE = "fps.txt"
 #: Name of the audio track a :class:`~fomm.io.writing.FrameFolderWriter` leaves beside its frames.
 AUDIO_FILE = "audio.m4a"
+#: Name of the per-frame times file (seconds from the first frame, one line per frame) a
+#: :class:`~fomm.io.writing.FrameFolderWriter` leaves beside VFR frames; a PNG folder has no other timing.
+TIMESTAMPS_FILE = "timestamps.txt"
+#: A stream is VFR when some frame's time is further than this fraction of a frame interval from ``i / fps``.
+#: 0.1 keeps millisecond-rounded timestamps (MKV/WebM store 1/1000 s, i.e. up to 0.5 ms = 1.5 % of a 30 fps
+#: interval off) constant-rate, while any dropped or irregular frame (a whole or half interval off) counts as VFR.
+VFR_TOLERANCE = 0.1
 
 _FrameSize = tuple[int, int]
 
@@ -158,6 +174,105 @@ def _decoded_frames(p: Path, container: av.container.InputContainer,
                 index += 1
     except av.error.FFmpegError as err:
         raise InputError(f"{p}: video is corrupt at frame {index} ({_err_text(err)})") from None
+
+
+@dataclass(frozen=True)
+class FrameTimes:
+    """When each frame of a source is shown, from :func:`frame_times`.
+
+    ``times``: one entry per frame in presentation order, seconds from the first frame (``times[0] == 0``).
+    ``fps``: the nominal (average) rate, as :attr:`VideoInfo.fps_fraction`. ``vfr``: some frame is more than
+    :data:`VFR_TOLERANCE` of an interval away from ``i / fps``, so writing at a constant rate would move it. This is
+    judged against the rate a writer would use, so a regular clip whose last frame is held longer counts as VFR too
+    (its average rate is then below the true one: 20 frames at 25 fps with a 1/15 s last frame average 24.2 fps,
+    and frame 19 written at ``19 / 24.2`` would be 25 ms late).
+    ``end``: when the last frame stops showing (its time plus its duration), seconds from the first frame.
+    """
+
+    times: tuple[float, ...]
+    fps: Fraction
+    vfr: bool
+    end: float
+
+
+def _constant_times(n: int, fps: Fraction) -> FrameTimes:
+    return FrameTimes(tuple(float(i / fps) for i in range(n)), fps, False, float(n / fps))
+
+
+def _times_from(values: list[float], fps: Fraction, end: float | None = None) -> FrameTimes:
+    """``values`` (seconds, any origin, presentation order) -> :class:`FrameTimes`; not increasing: constant rate."""
+    if not values:
+        return _constant_times(0, fps)
+    t0 = values[0]
+    times = tuple(v - t0 for v in values)
+    if any(b <= a for a, b in zip(times, times[1:], strict=False)):
+        # Repeated or unordered stamps cannot be written as they are; fall back to the index timeline.
+        return _constant_times(len(times), fps)
+    step = float(1 / fps)
+    vfr = any(abs(t - i * step) > VFR_TOLERANCE * step for i, t in enumerate(times))
+    last = times[-1] + step if end is None else max(end - t0, times[-1] + 1e-6)
+    return FrameTimes(times, fps, vfr, last)
+
+
+def _read_timestamps_file(p: Path, n: int) -> list[float] | None:
+    f = p / TIMESTAMPS_FILE
+    if not f.is_file():
+        return None
+    try:
+        values = [float(line) for line in f.read_text().split()]
+    except (ValueError, OSError):
+        raise InputError(f"{f}: not a list of frame times in seconds (one number per line)") from None
+    if len(values) != n or not all(np.isfinite(values)):
+        raise InputError(f"{f}: has {len(values)} frame times for {n} frames (or a non-finite one); "
+                         f"fix or delete it")
+    return values
+
+
+def frame_times(path: str | os.PathLike, max_frames: int | None = None) -> FrameTimes:
+    """The presentation time of every frame of a video / still image / frame folder, and whether it is VFR.
+
+    For a container video only the packets are read (no decoding). Packets marked discard (cut by an edit list)
+    are skipped; a stream without timestamps (raw H.264, some AVI) or with repeated ones is reported as constant
+    rate at :attr:`VideoInfo.fps_fraction`. A frame folder uses its :data:`TIMESTAMPS_FILE` when present.
+    ``max_frames``: only the first frames (VFR is then judged on those).
+
+    Raises:
+        InputError: the source is unreadable, or a folder's timestamps file does not fit its frames.
+    """
+    info = probe_video(path)
+    p, fps = info.path, info.fps_fraction
+    limit = None if max_frames is None else max(0, int(max_frames))
+    if info.kind == "image":
+        return _constant_times(1 if limit is None else min(1, limit), fps)
+    if info.kind == "folder":
+        values = _read_timestamps_file(p, info.num_frames)
+        if values is None:
+            return _constant_times(info.num_frames if limit is None else min(info.num_frames, limit), fps)
+        return _times_from(values[:limit], fps)
+    stamps: list[tuple[int, int]] = []
+    with _open_input(p) as container:
+        stream = _pick_video_stream(p, container)
+        tb = Fraction(stream.time_base)
+        # The stream's duration is its presentation length (MP4: the edit list); a packet's duration is only a
+        # decode-time step, which with B-frames ends the last frame shown up to a frame early.
+        stream_end = None
+        if stream.duration and stream.start_time is not None:
+            stream_end = float((stream.start_time + stream.duration) * tb)
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if packet.pts is None:
+                    return _constant_times(info.num_frames if limit is None else min(info.num_frames, limit), fps)
+                stamps.append((packet.pts, packet.duration or 0))
+        except av.error.FFmpegError as err:
+            raise InputError(f"{p}: video is corrupt ({_err_text(err)})") from None
+    stamps.sort()
+    end = None
+    if limit is None or limit >= len(stamps):
+        last_pts, last_dur = stamps[-1] if stamps else (0, 0)
+        end = stream_end if stream_end is not None else float((last_pts + last_dur) * tb) if last_dur > 0 else None
+    return _times_from([float(pts * tb) for pts, _ in stamps[:limit]], fps, end)
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:

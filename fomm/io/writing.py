@@ -6,10 +6,18 @@ frames; :class:`MemorySink` keeps the frames in memory (tests, in-process consum
 :class:`FrameSink` protocol, so a producer writes frames without knowing where they go, and :func:`open_writer`
 picks one from the output path. The file writers write to a temporary name beside the target and rename it on success
 (:mod:`fomm.io.atomic`), so an interrupted run never leaves a half-written output.
+
+Timing: ``write(frame)`` places frame ``i`` at ``i / fps``. ``write(frame, pts=seconds)`` places it at its own time
+instead, which is how a variable-frame-rate driving video keeps its sync with its audio (see
+:func:`fomm.io.reading.frame_times`). A :class:`VideoWriter` opened with ``time_base=VFR_TIME_BASE`` (what
+:func:`open_writer` does with ``vfr=True``) keeps such times to 1/90000 s; a default one keeps its exact ``1/fps`` time
+base, so constant-rate output is byte-for-byte what it was before timestamps existed. A PNG folder cannot hold times, so
+:class:`FrameFolderWriter` writes them to ``timestamps.txt`` beside the frames when they are not ``i / fps``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from fractions import Fraction
@@ -23,11 +31,15 @@ from fomm.errors import OutputError
 from fomm.io.atomic import atomic_dir, atomic_file
 from fomm.io.audio import AudioCopier, check_audio_range, source_has_audio
 from fomm.io.image import IMAGE_EXTENSIONS
-from fomm.io.reading import AUDIO_FILE, FPS_FILE, _err_text, _FrameSize
+from fomm.io.reading import AUDIO_FILE, FPS_FILE, TIMESTAMPS_FILE, VFR_TOLERANCE, _err_text, _FrameSize
 
 #: Containers :class:`VideoWriter` writes (all hold H.264 + AAC with an exact rational frame rate).
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov")
 _FRAME_NAME = re.compile(r"^\d{6}\.png$")
+#: Time base of a :class:`VideoWriter` that keeps per-frame times: the MPEG 90 kHz clock, a whole multiple of every
+#: common rate (24, 25, 30000/1001, 50, 60 fps) and of milliseconds, so VFR times from MP4 and MKV sources survive
+#: exactly or within 6 microseconds.
+VFR_TIME_BASE = Fraction(1, 90000)
 
 
 def to_fraction(fps: float | int | str | Fraction) -> Fraction:
@@ -54,7 +66,7 @@ def _is_folder_target(path: str | os.PathLike) -> bool:
 
 def _is_frame_folder(p: Path) -> bool:
     """True when ``p`` holds only what a :class:`FrameFolderWriter` writes (safe to replace)."""
-    return all(_FRAME_NAME.match(f.name) or f.name in (FPS_FILE, AUDIO_FILE) for f in p.iterdir())
+    return all(_FRAME_NAME.match(f.name) or f.name in (FPS_FILE, AUDIO_FILE, TIMESTAMPS_FILE) for f in p.iterdir())
 
 
 def _check_parent_writable(p: Path) -> None:
@@ -113,17 +125,17 @@ def _video_codec() -> str:
 class FrameSink(Protocol):
     """Where a producer's frames go: a video file, a PNG folder, memory.
 
-    ``write(frame)`` appends one uint8 ``[H, W, 3]`` RGB frame (every frame the first frame's size; a wrong frame
-    is a ValueError). ``close()`` commits everything written and returns the output path (``None`` when there is
-    no file, as for :class:`MemorySink`); ``abort()`` discards it, leaving nothing behind. ``has_audio`` says
-    whether the output gets a sound track. Used as a context manager it commits on a clean exit and aborts when
-    the block raises.
+    ``write(frame, pts=None)`` appends one uint8 ``[H, W, 3]`` RGB frame (every frame the first frame's size; a wrong
+    frame is a ValueError), shown at ``pts`` seconds when given (increasing), else ``1/fps`` after the previous
+    one. ``close()`` commits everything written and returns the output path (``None`` when there is no file, as for
+    :class:`MemorySink`); ``abort()`` discards it, leaving nothing behind. ``has_audio`` says whether the output gets
+    a sound track. Used as a context manager it commits on a clean exit and aborts when the block raises.
     """
 
     @property
     def has_audio(self) -> bool: ...
 
-    def write(self, frame: np.ndarray) -> None: ...
+    def write(self, frame: np.ndarray, pts: float | None = None) -> None: ...
 
     def close(self) -> Path | None: ...
 
@@ -153,6 +165,16 @@ class _SinkBase:
         raise NotImplementedError
 
     @staticmethod
+    def _check_pts(pts: float | Fraction, last: float | Fraction | None, index: int) -> None:
+        """``pts`` must be a finite time >= 0 after the previous frame's (a caller bug otherwise: ValueError)."""
+        if not (isinstance(pts, (int, float, Fraction, np.integer, np.floating)) and math.isfinite(pts)
+                and pts >= 0):
+            raise ValueError(f"frame {index}: pts must be a finite time in seconds >= 0, got {pts!r}")
+        if last is not None and not pts > last:
+            raise ValueError(f"frame {index}: pts {float(pts):.6f} s is not after the previous frame's "
+                             f"({float(last):.6f} s)")
+
+    @staticmethod
     def _check_frame(frame: np.ndarray) -> np.ndarray:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             desc = f"{frame.dtype} {tuple(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
@@ -174,6 +196,9 @@ class VideoWriter(_SinkBase):
     * Odd widths/heights (yuv420p needs even ones) are padded by one row/column repeating the edge pixels;
       :attr:`size` is the encoded ``(h, w)``.
     * Frame ``i`` is stamped ``i / fps`` in a ``1/fps`` time base, so 25 and 30000/1001 are kept exactly.
+      ``write(frame, pts=t)`` stamps it at ``t`` seconds instead, rounded to ``time_base`` (default ``1/fps``;
+      :data:`VFR_TIME_BASE` for variable-rate video); times must increase by at least one tick. The last frame lasts
+      ``1/fps``, and the audio is cut there.
     * ``audio_from``: if that file has an audio stream it is copied (AAC/MP3/ALAC/AC-3 remuxed untouched,
       other codecs transcoded to AAC), aligned to its first video frame and cut at the end of the video.
       ``audio_start``/``audio_end`` (seconds from that first frame) copy only that part, e.g. ``start / fps``
@@ -184,11 +209,23 @@ class VideoWriter(_SinkBase):
 
     def __init__(self, path: str | os.PathLike, fps: float | int | str | Fraction,
                  audio_from: str | os.PathLike | None = None, *, crf: int = 18, preset: str = "medium",
-                 audio_start: float = 0.0, audio_end: float | None = None) -> None:
+                 audio_start: float = 0.0, audio_end: float | None = None,
+                 time_base: Fraction | None = None) -> None:
         self.path = check_output_path(path, kind="video")
         if _is_folder_target(path):
             raise OutputError(f"{self.path}: is a folder; use FrameFolderWriter/open_writer for PNG frames")
         self.fps = to_fraction(fps)
+        self.time_base = 1 / self.fps if time_base is None else Fraction(time_base)
+        if self.time_base <= 0:
+            raise ValueError(f"time_base must be positive, got {time_base!r}")
+        # Packets are held back until their frame's duration is known only when frames carry their own times.
+        self._timed = time_base is not None
+        self._frame_ticks = max(1, round(1 / (self.fps * self.time_base)))
+        self._last_ticks: int | None = None
+        self._pending: list[av.Packet] = []
+        self._durations: dict[int, int] = {}
+        self._first_ticks = 0
+        self._first_dts: int | None = None
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio_start, self.audio_end = check_audio_range(audio_start, audio_end)
         # Validate the audio source now, not after minutes of rendering.
@@ -222,7 +259,7 @@ class VideoWriter(_SinkBase):
         eh, ew = h + h % 2, w + w % 2
         stream = self._container.add_stream(self.codec, rate=self.fps)
         stream.width, stream.height, stream.pix_fmt = ew, eh, "yuv420p"
-        stream.codec_context.time_base = 1 / self.fps
+        stream.codec_context.time_base = self.time_base
         cc = stream.codec_context
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709, limited range
         if self.codec == "libx264":
@@ -235,11 +272,58 @@ class VideoWriter(_SinkBase):
         if self._want_audio:
             self._audio = AudioCopier(self.audio_from, self._container, self.audio_start, self.audio_end)
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one uint8 ``[H, W, 3]`` RGB frame (every frame must have the first frame's size)."""
+    @property
+    def end_time(self) -> Fraction:
+        """Where the video written so far ends, in seconds: the last frame's time plus ``1/fps``."""
+        if self._last_ticks is None:
+            return Fraction(0)
+        return (self._last_ticks + self._frame_ticks) * self.time_base
+
+    def _ticks(self, pts: float | Fraction | None) -> int:
+        if pts is None:
+            return 0 if self._last_ticks is None else self._last_ticks + self._frame_ticks
+        last = None if self._last_ticks is None else self._last_ticks * self.time_base
+        self._check_pts(pts, last, self.frames_written)
+        exact = Fraction(pts) if isinstance(pts, (int, Fraction, np.integer)) else Fraction(float(pts))
+        ticks = round(exact / self.time_base)
+        if self._last_ticks is not None and ticks <= self._last_ticks:
+            raise ValueError(f"frame {self.frames_written}: pts {float(pts):.6f} s falls on the previous frame's tick "
+                             f"of the {self.time_base} s time base; use a finer time_base")
+        return ticks
+
+    def _mux_timed(self, packets: list[av.Packet], final: bool = False) -> None:
+        """Mux packets in decode order, each once its frame's duration is known.
+
+        MP4 stores sample durations as decode-time steps and takes only the last one from a packet's duration, so
+        the last packet in decode order is stretched to end the track at :attr:`end_time`: with B-frames that packet
+        is not the last frame shown, and its own duration would end the video up to a frame early (measured: 1/60 s
+        short on a clip alternating 1/30 and 1/15 s frames with the ``medium`` preset).
+        """
+        self._pending.extend(packets)
+        if self._first_dts is None and self._pending and self._pending[0].dts is not None:
+            self._first_dts = self._pending[0].dts
+        while self._pending and self._pending[0].pts in self._durations:
+            packet = self._pending[0]
+            packet.duration = self._durations.pop(packet.pts)
+            if final and len(self._pending) == 1 and packet.dts is not None:
+                # decode time runs (first pts - first dts) behind presentation time
+                shift = self._first_ticks - self._first_dts
+                end = self._last_ticks + self._frame_ticks
+                packet.duration = max(1, end - shift - packet.dts)
+            self._container.mux(self._pending.pop(0))
+        if final:
+            for packet in self._pending:  # none expected: every frame's duration is known by now
+                self._container.mux(packet)
+            self._pending.clear()
+
+    def write(self, frame: np.ndarray, pts: float | Fraction | None = None) -> None:
+        """Append one uint8 ``[H, W, 3]`` RGB frame (every frame must have the first frame's size), shown at ``pts``
+        seconds (rounded to :attr:`time_base`; must be after the previous frame) or, when ``None``, ``1/fps`` after
+        the previous frame."""
         if self._closed:
             raise RuntimeError("VideoWriter is closed")
         frame = self._check_frame(frame)
+        ticks = self._ticks(pts)
         h, w = frame.shape[:2]
         if self._container is None:
             self._open(h, w)
@@ -252,15 +336,23 @@ class VideoWriter(_SinkBase):
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf = vf.reformat(format="yuv420p", dst_colorspace=av.video.reformatter.Colorspace.ITU709,
                          dst_color_range=av.video.reformatter.ColorRange.MPEG)
-        vf.pts = self.frames_written
-        vf.time_base = 1 / self.fps
+        vf.pts = ticks
+        vf.time_base = self.time_base
         try:
-            self._container.mux(self._stream.encode(vf))
+            if self._timed:
+                if self._last_ticks is not None:
+                    self._durations[self._last_ticks] = ticks - self._last_ticks
+                self._mux_timed(self._stream.encode(vf))
+            else:
+                self._container.mux(self._stream.encode(vf))
         except OSError as err:
             raise OutputError(f"{self.path}: writing failed ({_err_text(err)})") from None
+        if self._last_ticks is None:
+            self._first_ticks = ticks
+        self._last_ticks = ticks
         self.frames_written += 1
         if self._audio is not None:
-            self._audio.pump(self.frames_written / self.fps)
+            self._audio.pump(self.end_time)
 
     def close(self) -> Path:
         """Flush the encoder, finish the audio and move the file into place. Returns the output path.
@@ -274,9 +366,13 @@ class VideoWriter(_SinkBase):
             self._closed = True
             raise OutputError(f"{self.path}: no frames were written, so no video was created")
         try:
-            self._container.mux(self._stream.encode(None))
+            if self._timed:
+                self._durations[self._last_ticks] = self._frame_ticks
+                self._mux_timed(self._stream.encode(None), final=True)
+            else:
+                self._container.mux(self._stream.encode(None))
             if self._audio is not None:
-                self._audio.finish(self.frames_written / self.fps)
+                self._audio.finish(self.end_time)
                 self._audio = None
             self._container.close()
             self._container = None
@@ -311,7 +407,9 @@ class FrameFolderWriter(_SinkBase):
     """Write frames losslessly as ``000000.png``, ``000001.png``, ... into a folder.
 
     Same interface as :class:`VideoWriter`. The folder also receives ``fps.txt`` (the exact rate, read back
-    by :func:`probe_video`) and, when ``audio_from`` has audio, ``audio.m4a`` cut to the video's length.
+    by :func:`probe_video`) and, when ``audio_from`` has audio, ``audio.m4a`` cut to the video's length. Frames
+    written with times (``write(frame, pts=t)``) that are not ``i / fps`` also leave ``timestamps.txt``: frame ``i``'s
+    time in seconds on line ``i`` (PNG has no timing of its own; :func:`~fomm.io.reading.frame_times` reads it back).
     Frames go to a hidden temp folder beside the target, which replaces the target on :meth:`close`; an
     existing target must be empty or a previous frame folder.
     """
@@ -327,6 +425,8 @@ class FrameFolderWriter(_SinkBase):
         self._want_audio = self.audio_from is not None and source_has_audio(self.audio_from)
         self.compress_level = compress_level
         self.frames_written = 0
+        #: Each written frame's time in seconds (``i / fps`` for frames written without ``pts``).
+        self.times: list[Fraction | float] = []
         self.size: _FrameSize | None = None
         self._out = atomic_dir(self.path, check_existing=_check_replaceable_frame_folder)
         self._tmpdir: str | None = None
@@ -336,13 +436,19 @@ class FrameFolderWriter(_SinkBase):
     def has_audio(self) -> bool:
         return self._want_audio
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one uint8 ``[H, W, 3]`` RGB frame (every frame must have the first frame's size)."""
+    def write(self, frame: np.ndarray, pts: float | Fraction | None = None) -> None:
+        """Append one uint8 ``[H, W, 3]`` RGB frame (every frame must have the first frame's size), shown at ``pts``
+        seconds when given (kept in ``timestamps.txt``), else ``1/fps`` after the previous frame."""
         from PIL import Image
 
         if self._closed:
             raise RuntimeError("FrameFolderWriter is closed")
         frame = self._check_frame(frame)
+        last = self.times[-1] if self.times else None
+        if pts is None:
+            pts = Fraction(0) if last is None else last + 1 / self.fps
+        else:
+            self._check_pts(pts, last, self.frames_written)
         if self._tmpdir is None:
             try:
                 self._tmpdir = str(self._out.begin())
@@ -357,13 +463,22 @@ class FrameFolderWriter(_SinkBase):
             Image.fromarray(np.ascontiguousarray(frame)).save(out, format="PNG", compress_level=self.compress_level)
         except OSError as err:
             raise OutputError(f"{self.path}: writing frame {self.frames_written} failed ({_err_text(err)})") from None
+        self.times.append(pts)
         self.frames_written += 1
+
+    def _is_vfr(self) -> bool:
+        step = 1 / self.fps
+        return any(abs(t - i * step) > VFR_TOLERANCE * step for i, t in enumerate(self.times))
+
+    def _end_time(self) -> Fraction | float:
+        # Constant-rate frames end exactly at frames / fps, as before per-frame times existed.
+        return self.times[-1] + 1 / self.fps if self._is_vfr() else self.frames_written / self.fps
 
     def _write_audio(self) -> None:
         target = os.path.join(self._tmpdir, AUDIO_FILE)
         with av.open(target, mode="w", format="ipod") as out:
             copier = AudioCopier(self.audio_from, out, self.audio_start, self.audio_end)
-            copier.finish(self.frames_written / self.fps)
+            copier.finish(self._end_time())
 
     def close(self) -> Path:
         """Write ``fps.txt`` (and ``audio.m4a``) and move the folder into place. Returns the folder path."""
@@ -374,6 +489,8 @@ class FrameFolderWriter(_SinkBase):
             raise OutputError(f"{self.path}: no frames were written, so no frame folder was created")
         try:
             Path(self._tmpdir, FPS_FILE).write_text(f"{self.fps.numerator}/{self.fps.denominator}\n")
+            if self._is_vfr():
+                Path(self._tmpdir, TIMESTAMPS_FILE).write_text("".join(f"{float(t):.6f}\n" for t in self.times))
             if self._want_audio:
                 self._write_audio()
             self._out.commit()
@@ -405,12 +522,15 @@ class MemorySink(_SinkBase):
     Frames are checked like the file writers check them (uint8 ``[H, W, 3]``, all the first frame's size) and
     copied, so the producer may reuse its buffer. :meth:`close` returns ``None`` (there is no file) and keeps
     the frames; :meth:`abort` drops them. ``fps``, when given, is kept as an exact :class:`~fractions.Fraction`.
+    :attr:`timestamps` holds each frame's ``pts`` as given (``None`` when it was written without one).
     """
 
     def __init__(self, fps: float | int | str | Fraction | None = None) -> None:
         self.fps = to_fraction(fps) if fps is not None else None
         #: The frames written so far, uint8 ``[H, W, 3]`` each.
         self.frames: list[np.ndarray] = []
+        #: The ``pts`` each frame was written with (``None``: none given).
+        self.timestamps: list[float | None] = []
         self.size: _FrameSize | None = None
         self._closed = False
 
@@ -422,8 +542,8 @@ class MemorySink(_SinkBase):
     def frames_written(self) -> int:
         return len(self.frames)
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append a copy of one uint8 ``[H, W, 3]`` RGB frame."""
+    def write(self, frame: np.ndarray, pts: float | None = None) -> None:
+        """Append a copy of one uint8 ``[H, W, 3]`` RGB frame (and its ``pts``, seconds, when given)."""
         if self._closed:
             raise RuntimeError("MemorySink is closed")
         frame = self._check_frame(frame)
@@ -432,7 +552,11 @@ class MemorySink(_SinkBase):
         elif frame.shape[:2] != self.size:
             raise ValueError(f"frame {len(self.frames)} is {frame.shape[1]}x{frame.shape[0]}, but the first "
                              f"frame is {self.size[1]}x{self.size[0]}")
+        if pts is not None:
+            last = next((t for t in reversed(self.timestamps) if t is not None), None)
+            self._check_pts(pts, last, len(self.frames))
         self.frames.append(frame.copy())
+        self.timestamps.append(pts)
 
     def close(self) -> None:
         """Stop accepting frames; :attr:`frames` stays."""
@@ -442,12 +566,17 @@ class MemorySink(_SinkBase):
         """Stop accepting frames and drop those written."""
         self._closed = True
         self.frames.clear()
+        self.timestamps.clear()
 
 
 def open_writer(path: str | os.PathLike, fps: float | int | str | Fraction,
-                audio_from: str | os.PathLike | None = None, **kwargs) -> FrameSink:
+                audio_from: str | os.PathLike | None = None, *, vfr: bool = False, **kwargs) -> FrameSink:
     """A :class:`FrameFolderWriter` when ``path`` ends with ``/`` or is an existing folder, else a
-    :class:`VideoWriter` (``.mp4``/``.m4v``/``.mov``). Extra keyword arguments go to the writer."""
+    :class:`VideoWriter` (``.mp4``/``.m4v``/``.mov``). ``vfr``: frames will be written with their own times
+    (``write(frame, pts=t)``), so a video gets :data:`VFR_TIME_BASE` (a frame folder records the times whenever they
+    are not ``i / fps``). Extra keyword arguments go to the writer."""
     if _is_folder_target(path):
         return FrameFolderWriter(path, fps, audio_from, **kwargs)
+    if vfr:
+        kwargs.setdefault("time_base", VFR_TIME_BASE)
     return VideoWriter(path, fps, audio_from, **kwargs)

@@ -1,0 +1,92 @@
+"""Hostile media: huge and empty images, videos without pictures, truncated files, bad frame times, a crop of a clip
+with audio but no face. Each is refused with one ``fomm: error:`` line, rc 2, nothing written, inputs unchanged."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from helpers import alternating_times, huge_png, make_vfr_clip
+from hostile import assert_refused
+from PIL import Image
+
+from fomm.io.reading import TIMESTAMPS_FILE
+
+MODEL = ["--config", "actions-64", "--random-weights"]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile-media")
+    src = root / "source.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(src)
+    times = alternating_times(12)
+    drv = make_vfr_clip(root / "vfr.mp4", times, times[-1] + 1 / 15, clicks=(0.1,))
+    return root, src, drv
+
+
+def _animate(src, drv, out):
+    return ["animate", *MODEL, "--source", src, "--driving", drv, "-o", out, "-q"]
+
+
+@pytest.mark.parametrize("side", [10000, 20000])
+def test_huge_source_png(media, tmp_path, side):
+    _, _, drv = media
+    big = huge_png(tmp_path / "big.png", side, side)
+    out = tmp_path / "out.mp4"
+    assert_refused(_animate(big, drv, out), inputs=[big, drv], outputs=[out],
+                   match=f"is {side}x{side} = {side * side // 10**6} MP, above fomm's limit of 50 MP; downscale it")
+
+
+def test_empty_source_png(media, tmp_path):
+    _, _, drv = media
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    out = tmp_path / "out.mp4"
+    assert_refused(_animate(empty, drv, out), inputs=[empty, drv], outputs=[out], match="empty (0 bytes)")
+
+
+def test_driving_without_video_stream(media, tmp_path):
+    _, src, _ = media
+    audio_only = tmp_path / "voice.mp4"
+    with av.open(str(audio_only), "w") as c:
+        s = c.add_stream("aac", rate=48000)
+        s.layout = "mono"
+        for i in range(10):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 48000, i * 1024
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    out = tmp_path / "out.mp4"
+    assert_refused(_animate(src, audio_only, out), inputs=[src, audio_only], outputs=[out],
+                   match="has no video stream")
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.7])
+def test_truncated_vfr_driving(media, tmp_path, keep):
+    _, src, drv = media
+    cut = tmp_path / "cut.mp4"
+    data = drv.read_bytes()
+    cut.write_bytes(data[:int(len(data) * keep)])
+    out = tmp_path / "out.mp4"
+    assert_refused(_animate(src, cut, out), inputs=[src, cut], outputs=[out])
+
+
+@pytest.mark.parametrize("content,match", [("0\n0.1\n", "2 frame times for 3 frames"),
+                                           ("0\nx\n0.2\n", "one number per line")])
+def test_frame_folder_with_bad_timestamps(media, tmp_path, content, match):
+    _, src, _ = media
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(folder / f"{i:06d}.png")
+    (folder / TIMESTAMPS_FILE).write_text(content)
+    out = tmp_path / "out.mp4"
+    assert_refused(_animate(src, folder, out), inputs=[src, folder], outputs=[out], match=match)
+
+
+def test_crop_of_clip_with_audio_but_no_face(media, tmp_path):
+    _, _, drv = media  # grey frames with an audio track: nothing to crop
+    out = tmp_path / "crop.mp4"
+    assert_refused(["crop", "--video", drv, "-o", out, "-q"], inputs=[drv], outputs=[out, tmp_path / "crop_00.mp4"],
+                   match="no face found")
