@@ -55,7 +55,9 @@ def _make_reconstructor(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
+    from fomm.cli.safety import refuse_eval_overwrite
     from fomm.eval.cli import run_eval
 
+    refuse_eval_overwrite(args)
     print(run_eval(args, make_reconstructor=_make_reconstructor))
     return 0
