@@ -135,9 +135,6 @@ def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str 
         raise ValueError(f"mode must be 'symlink' or 'copy', got {mode!r}")
     data_root = Path(data_root).resolve()
     out = Path(out_root)
-    # The tree replaces OUT whole (and --overwrite deletes what was there): OUT must not be, hold or lie inside
-    # the clips it links to, or the data would be deleted, or become links to themselves.
-    refuse_input_overwrite(out, data_root, folders=out)
     for part in ("train", "test"):
         for rel in split[part]:
             _check_relative(rel, part)
@@ -149,6 +146,10 @@ def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str 
             if not (data_root / rel).is_file():
                 raise InputError(f"{data_root / rel} (listed in the split) does not exist; is {data_root} the "
                                  f"Actions folder?")
+    # The tree replaces OUT whole (and --overwrite deletes what was there): OUT must not be, hold or lie inside
+    # the clips it links to, or the data would be deleted, or become links to themselves. Checked once the data
+    # folder is known to be one, so a wrong --data gets that message first.
+    refuse_input_overwrite(out, data_root, folders=out)
     tree = atomic_dir(out)  # replaces an existing tree (file or symlink too) only once the new one is complete
     try:
         tmp = tree.begin()
