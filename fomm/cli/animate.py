@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from fomm.cli.common import add_model_options, load_model_from_args, parse_size
+from fomm.cli.safety import animate_inputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
     from fomm.animate import AnimationOptions, animate_video
     from fomm.assets import example_path
     from fomm.errors import FommError
+    from fomm.io.atomic import refuse_input_overwrite
     from fomm.io.writing import check_output_path
 
     if not args.example and (not args.source or not args.driving):
@@ -68,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
     if args.best_frame is not None and args.best_frame < 0:
         raise FommError("--best-frame must be >= 0")
     check_output_path(args.output)  # fail before loading a large model
+    refuse_input_overwrite(args.output, animate_inputs(args))
     if args.crop_increase is not None and not args.auto_crop:
         raise FommError("--crop-increase only applies with --auto-crop")
     crop = {"crop_increase": args.crop_increase} if args.crop_increase is not None else {}
@@ -93,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
             entry = REGISTRY.get(str(getattr(model, "meta", {}).get("pretrained")))
             args.source = args.source or str(example_path(entry.example_source if entry else "source.png"))
             args.driving = args.driving or str(example_path(entry.example_driving if entry else "driving.mp4"))
+            refuse_input_overwrite(args.output, [args.source, args.driving])  # the pair is known only now
         options = options.replace(channels_last=model.device.type == "cpu")
         result = animate_video(model, args.source, args.driving, args.output, options)
     h, w = result.size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.cli.safety import refuse_eval_overwrite
 from fomm.families import family_names
 
 
@@ -50,6 +51,7 @@ def _make_reconstructor(args: argparse.Namespace):
                         "trained with) and --checkpoint")
     if args.batch_size < 1:
         raise FommError("--batch-size must be at least 1")
+    refuse_eval_overwrite(args)  # after the option checks, before the model loads
     model = load_model(args.config, args.checkpoint, device=args.device, model=args.model)
     return fomm_reconstructor(model, relative=args.relative, batch_size=args.batch_size)
 
@@ -57,5 +59,7 @@ def _make_reconstructor(args: argparse.Namespace):
 def main(args: argparse.Namespace) -> int:
     from fomm.eval.cli import run_eval
 
+    if args.eval_command == "compare" or args.rescore or args.model == "copy-source":
+        refuse_eval_overwrite(args)  # no model to load: before any work (a model run checks in _make_reconstructor)
     print(run_eval(args, make_reconstructor=_make_reconstructor))
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fomm.cli.common import add_model_options, load_model_from_args
+from fomm.cli.safety import model_inputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,9 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fomm.realtime.export import DEFAULT_OPSET, export_onnx
+    from fomm.io.atomic import refuse_input_overwrite
+    from fomm.realtime.export import DEFAULT_OPSET, GRAPH_FILES, SIDECAR, export_onnx
 
     opset = DEFAULT_OPSET if args.opset is None else args.opset
+    # The export folder may hold the checkpoint; only the graph files and the sidecar in it are replaced.
+    refuse_input_overwrite([Path(args.output) / name for name in (*GRAPH_FILES.values(), SIDECAR)],
+                           model_inputs(args), folders=args.output)
     model = load_model_from_args(args)
     sidecar = export_onnx(model, args.output, opset=opset)
     h, w = model.image_size

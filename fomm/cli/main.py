@@ -14,6 +14,7 @@ from fomm.cli import export_onnx as _export_onnx
 from fomm.cli import prepare as _prepare
 from fomm.cli import train as _train
 from fomm.errors import FommError
+from fomm.interrupt import Terminated, signals_as_interrupts
 
 SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo]
 
@@ -32,10 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        # SIGTERM/SIGHUP raise a KeyboardInterrupt subclass, so every writer's Ctrl-C cleanup runs for them too.
+        with signals_as_interrupts():
+            return int(args.func(args) or 0)
     except FommError as err:
         print(f"fomm: error: {err}", file=sys.stderr)
         return 2
+    except Terminated as stop:
+        print("fomm: terminated", file=sys.stderr)
+        return 128 + stop.signum  # what a shell reports for a process killed by that signal
     except KeyboardInterrupt:
         print("fomm: interrupted", file=sys.stderr)
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.cli.safety import crop_outputs
 from fomm.crop.boxes import DEFAULT_INCREASE
 
 
@@ -58,7 +59,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_crop(args: argparse.Namespace) -> int:
     from fomm.crop.video import crop_video
+    from fomm.io.atomic import refuse_input_overwrite
 
+    refuse_input_overwrite(crop_outputs(args.output), args.video)
     results = crop_video(args.video, args.output, size=args.size, increase=args.increase,
                          min_frames=args.min_frames, progress=not args.quiet)
     for r in results:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.cli.safety import train_outputs
+
 # The entries an inference checkpoint of each model holds (discriminators and optimizer states only train).
 _INFERENCE_PARTS = {"fomm": ("generator", "kp_detector"), "monkeynet": ("generator", "kp_detector"),
                     "x2face": ("state_dict",)}
@@ -50,8 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from fomm.io.atomic import refuse_input_overwrite
     from fomm.train.trainer import TrainOptions, train
 
+    # --resume's checkpoint is the run's own state, which the run continues, so it is not listed as an input.
+    refuse_input_overwrite(train_outputs(args.out), [args.config, args.data, args.init_checkpoint],
+                           folders=args.out)
     result = train(TrainOptions(
         config=args.config, out=args.out, data=args.data, model=args.model, resume=args.resume,
         init_checkpoint=args.init_checkpoint, device=args.device, epochs=args.epochs, num_repeats=args.num_repeats,
@@ -63,8 +69,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def average_main(args: argparse.Namespace) -> int:
+    from fomm.io.atomic import refuse_input_overwrite
     from fomm.train.trainer import average_checkpoints
 
+    refuse_input_overwrite(args.out, args.checkpoints)
     out = average_checkpoints(args.checkpoints, args.out, keep=_INFERENCE_PARTS[args.model])
     print(f"wrote {out}: the mean of {len(args.checkpoints)} checkpoint(s)")
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from fomm.errors import InputError
+from fomm.io.safepath import check_component
 
 Kind = Literal["vox", "taichi"]
 Box = tuple[int, int, int, int]
@@ -103,12 +104,12 @@ def _parse_row(row: dict[str, str], kind: str, where: str) -> Chunk:
         bbox = tuple(int(p) for p in parts)
         fps = float(row["fps"])
         width, height = int(row["width"]), int(row["height"])
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:  # AttributeError: a short row's missing cells are None
         raise InputError(f"{where}: malformed value ({exc}); fix or remove this row of the metadata CSV") from None
-    partition = row["partition"].strip()
-    video_id = row["video_id"].strip()
-    if not video_id or "/" in video_id or "\\" in video_id:
-        raise InputError(f"{where}: invalid video_id {row['video_id']!r}; fix or remove this row")
+    partition = (row["partition"] or "").strip()
+    # Both ids become part of an output file name: a crafted one (``../../x``, ``/etc/x``) must not lead outside
+    # the output folder. One bad row stops the run before anything is written, like any other malformed row.
+    video_id = check_component((row["video_id"] or "").strip(), f"{where}: video_id")
     if partition not in PARTITIONS:
         raise InputError(f"{where}: partition {partition!r} is not one of {PARTITIONS}; fix this row")
     if end <= start or start < 0:
@@ -117,9 +118,11 @@ def _parse_row(row: dict[str, str], kind: str, where: str) -> Chunk:
         raise InputError(f"{where}: bbox {row['bbox']} has no area; fix this row")
     if fps <= 0 or width <= 0 or height <= 0:
         raise InputError(f"{where}: fps/width/height must be positive; fix this row")
-    person = row.get("person_id") if kind == "vox" else None
+    person = (row.get("person_id") or "").strip() if kind == "vox" else ""
+    if person:
+        check_component(person, f"{where}: person_id")
     return Chunk(video_id, start, end, bbox, fps, width, height, partition,  # type: ignore[arg-type]
-                 person.strip() if person else None)
+                 person or None)
 
 
 def parse_metadata(lines: Iterable[str], kind: Kind, source: str = "metadata") -> MetadataReport:

@@ -42,6 +42,9 @@ from tqdm import tqdm
 from fomm.crop.boxes import OutOfFrame, crop_and_resize, scale_box
 from fomm.datasets.metadata import PARTITIONS, Chunk, Kind, load_metadata
 from fomm.errors import InputError, OutputError
+from fomm.interrupt import install_in_worker
+from fomm.io.atomic import refuse_input_overwrite
+from fomm.io.safepath import check_component
 
 Format = Literal["mp4", "png"]
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
@@ -101,7 +104,15 @@ def find_video(videos_dir: Path, video_id: str) -> Path | None:
 
 
 def chunk_output(out: Path, chunk: Chunk, fmt: Format) -> Path:
-    """Final output path of a chunk: ``out/<partition>/<name>.mp4`` or the PNG folder ``out/<partition>/<name>``."""
+    """Final output path of a chunk: ``out/<partition>/<name>.mp4`` or the PNG folder ``out/<partition>/<name>``.
+
+    Raises:
+        InputError: the partition or name is not a plain file name (a :class:`Chunk` built by hand from crafted
+            ids; :func:`fomm.datasets.metadata.load_metadata` already refuses such rows), so no chunk is ever
+            written outside ``out``.
+    """
+    check_component(chunk.partition, f"chunk {chunk.name!r}: partition")
+    check_component(chunk.name, "chunk name")
     return out / chunk.partition / (chunk.name + (".mp4" if fmt == "mp4" else ""))
 
 
@@ -188,6 +199,19 @@ def prepare_video(video: Path, chunks: list[Chunk], out: Path, fmt: Format = "mp
     for j in jobs:
         j.final.parent.mkdir(parents=True, exist_ok=True)
     last_end = max(c.end / c.fps for c in chunks)  # seconds
+    try:
+        return _cut_chunks(video, jobs, fps, last_end, iter_frames)
+    except BaseException:
+        # Interrupted (KeyboardInterrupt, or SIGTERM/SIGHUP turned into one by the CLI): the writers' hidden
+        # temporaries must go too, or they stay behind beside the finished chunks.
+        for j in jobs:
+            j.abort("interrupted")
+        raise
+
+
+def _cut_chunks(video: Path, jobs: list[_ChunkJob], fps: float, last_end: float, iter_frames
+                ) -> dict[str, str | None]:
+    """The decoding loop of :func:`prepare_video` (one pass, every chunk of the video)."""
     index = -1
     try:
         for index, frame in enumerate(iter_frames(video)):
@@ -235,6 +259,19 @@ def _work(args: tuple) -> tuple[str, dict[str, str | None]]:
         return video_id, {c.name: f"unexpected error: {exc!r}" for c in chunks}
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """On an interrupt, do not wait for every queued video (what leaving ``with pool`` would do): drop the queue
+    and send SIGTERM to the running workers, whose handler (:func:`fomm.interrupt.install_in_worker`) discards
+    their half-written chunks before they exit."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API lists them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=30)
+
+
 def prepare_dataset(kind: Kind, metadata: str | Path, videos_dir: str | Path, out: str | Path,
                     format: Format = "mp4", size: int | None = 256, workers: int = 1,
                     out_of_frame: OutOfFrame = "clamp", progress: bool = True) -> PrepareSummary:
@@ -255,12 +292,6 @@ def prepare_dataset(kind: Kind, metadata: str | Path, videos_dir: str | Path, ou
     videos_dir, out = Path(videos_dir), Path(out)
     if not videos_dir.is_dir():
         raise InputError(f"videos folder {videos_dir} not found; download the raw videos as <video_id>.mp4 there")
-    try:
-        for part in PARTITIONS:
-            (out / part).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out}: {exc.strerror}; choose a writable path") from None
-
     summary = PrepareSummary(kind=kind, out=out, total_chunks=len(report.chunks),
                              duplicates_dropped=report.duplicates_dropped, both_splits=list(report.both_splits),
                              out_of_frame=report.out_of_frame, out_of_frame_mode=out_of_frame)
@@ -280,6 +311,15 @@ def prepare_dataset(kind: Kind, metadata: str | Path, videos_dir: str | Path, ou
             summary.missing_chunks += len(todo)
             continue
         tasks.append((video_id, video, todo, out, format, size, out_of_frame))
+    # Finished chunks are skipped, never rewritten; what could still destroy an input is OUT itself being one, or
+    # the clean-up of an old ".partial-" leftover hitting one.
+    refuse_input_overwrite([_stale_partial(chunk_output(out, c, format)) for t in tasks for c in t[2]],
+                           [metadata, *(t[1] for t in tasks)], folders=out)
+    try:
+        for part in PARTITIONS:
+            (out / part).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out}: {exc.strerror}; choose a writable path") from None
 
     bar = tqdm(total=sum(len(t[2]) for t in tasks), desc=f"prepare {kind}", unit="chunk", disable=not progress)
     try:
@@ -298,7 +338,9 @@ def prepare_dataset(kind: Kind, metadata: str | Path, videos_dir: str | Path, ou
         else:
             # spawn, not fork: decoder threads in the parent must not be copied into children
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                                       initializer=install_in_worker)
+            try:
                 futures = {pool.submit(_work, t): t for t in tasks}
                 for fut in as_completed(futures):
                     try:
@@ -306,6 +348,10 @@ def prepare_dataset(kind: Kind, metadata: str | Path, videos_dir: str | Path, ou
                     except Exception as exc:  # noqa: BLE001 - e.g. a worker killed for memory
                         t = futures[fut]
                         collect((t[0], {c.name: f"worker died: {exc!r}" for c in t[2]}))
+            except BaseException:
+                _stop_workers(pool)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
     return summary

@@ -24,11 +24,12 @@ import csv
 import json
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fomm.errors import InputError, OutputError
-from fomm.io.atomic import atomic_dir, write_text_atomic
+from fomm.io.atomic import atomic_dir, refuse_input_overwrite, write_text_atomic
+from fomm.io.safepath import component_problem
 
 SPLITS_DIR = Path(__file__).resolve().parent / "split_files"
 ACTIONS_SPLIT = SPLITS_DIR / "actions_leakfree.json"
@@ -94,15 +95,30 @@ def load_split(path: str | os.PathLike = ACTIONS_SPLIT) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"split file {p} does not exist")
-    with open(p) as fh:
-        split = json.load(fh)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            split = json.load(fh)
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise InputError(f"split file {p} is not readable JSON ({exc}); pass a split JSON file") from None
     if not isinstance(split, dict) or not isinstance(split.get("train"), list) \
             or not isinstance(split.get("test"), list):
         raise InputError(f"split file {p} needs 'train' and 'test' lists")
+    if not all(isinstance(rel, str) for rel in split["train"] + split["test"]):
+        raise InputError(f"split file {p}: 'train' and 'test' must list paths (text)")
     overlap = set(split["train"]) & set(split["test"])
     if overlap:
         raise InputError(f"split file {p} lists {len(overlap)} clip(s) in both train and test, e.g. {min(overlap)}")
     return split
+
+
+def _check_relative(rel: object, part: str) -> None:
+    """A split entry is a path below the data root (``train/00000032.jpg``): it is joined to the root to read, and
+    its last part names the output, so ``..``, an absolute path or a hidden name is refused rather than followed."""
+    parts = PurePosixPath(rel).parts if isinstance(rel, str) else ()
+    bad = next((problem for problem in map(component_problem, parts) if problem), None)
+    if not parts or bad:
+        raise InputError(f"split entry {rel!r} in {part!r} is not a relative path below the data folder "
+                         f"({bad or 'not a plain path'}); fix the split file")
 
 
 def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str | os.PathLike,
@@ -119,6 +135,9 @@ def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str 
         raise ValueError(f"mode must be 'symlink' or 'copy', got {mode!r}")
     data_root = Path(data_root).resolve()
     out = Path(out_root)
+    for part in ("train", "test"):
+        for rel in split[part]:
+            _check_relative(rel, part)
     if out.exists():
         if not overwrite:
             raise OutputError(f"{out} already exists; choose another folder or pass --overwrite (overwrite=True)")
@@ -127,6 +146,10 @@ def materialise_split(split: dict[str, Any] | str | os.PathLike, data_root: str 
             if not (data_root / rel).is_file():
                 raise InputError(f"{data_root / rel} (listed in the split) does not exist; is {data_root} the "
                                  f"Actions folder?")
+    # The tree replaces OUT whole (and --overwrite deletes what was there): OUT must not be, hold or lie inside
+    # the clips it links to, or the data would be deleted, or become links to themselves. Checked once the data
+    # folder is known to be one, so a wrong --data gets that message first.
+    refuse_input_overwrite(out, data_root, folders=out)
     tree = atomic_dir(out)  # replaces an existing tree (file or symlink too) only once the new one is complete
     try:
         tmp = tree.begin()

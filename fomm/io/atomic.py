@@ -256,16 +256,23 @@ def _as_paths(paths: PathLike | Iterable[PathLike | None] | None) -> list[Path]:
 
 
 def refuse_input_overwrite(outputs: PathLike | Iterable[PathLike | None] | None,
-                           inputs: PathLike | Iterable[PathLike | None] | None) -> None:
-    """Stop before an output would destroy an input.
+                           inputs: PathLike | Iterable[PathLike | None] | None,
+                           *, folders: PathLike | Iterable[PathLike | None] | None = None) -> None:
+    """Stop before an output would destroy an input; call it before any work starts.
 
-    ``outputs``/``inputs``: one path or several (``None`` entries are skipped). Inputs that do not exist are
-    ignored (their reader reports them). Symlinks and hard links are followed: ``-o link.mp4`` where
-    ``link.mp4`` points at the driving video is the driving video.
+    ``outputs``: files and folders the command creates or *replaces whole* (a video, a PNG frame folder, a
+    checkpoint, a split tree). ``folders``: folders the command writes *into*, file by file, without replacing
+    them (a run folder, an ONNX export folder, a prepared dataset); such a folder may hold inputs (exporting
+    beside the checkpoint is normal), so pass the files it will write among ``outputs`` as well. ``inputs``:
+    everything the command reads. Each argument is one path or several (``None`` entries are skipped). Inputs
+    that do not exist are ignored (their reader reports them). Symlinks and hard links are followed: ``-o
+    link.mp4`` where ``link.mp4`` points at the driving video is the driving video.
 
     Raises:
-        OutputError: an output is the same file (or folder) as an existing input, or an output is an existing
-            folder (the atomic folder writers replace it whole) that contains an input.
+        OutputError: an output is the same file (or folder) as an existing input; an output is an existing folder
+            (replaced whole) that contains an input; a ``folders`` entry is an input, or lies inside an input
+            folder (what the command writes would land among, and change, that input, e.g. a run folder inside
+            the dataset it evaluates).
     """
     ins = [(p, Path(os.path.realpath(p))) for p in _as_paths(inputs) if os.path.exists(p)]
     for out in _as_paths(outputs):
@@ -278,3 +285,12 @@ def refuse_input_overwrite(outputs: PathLike | Iterable[PathLike | None] | None,
             if out_real.is_dir() and real.is_relative_to(out_real):
                 raise OutputError(f"{out}: writing this folder would replace it, and it holds the input {given}; "
                                   f"choose another output folder")
+    for folder in _as_paths(folders):
+        # The folder may not exist yet: resolve it through its nearest existing ancestor (symlinks included).
+        real_folder = Path(os.path.realpath(folder))
+        for given, real in ins:
+            if real_folder == real:
+                raise OutputError(f"{folder}: is the input {given}; choose another output folder")
+            if real.is_dir() and real_folder.is_relative_to(real):
+                raise OutputError(f"{folder}: lies inside the input folder {given}, which writing it would "
+                                  f"change; choose an output folder outside it")

@@ -24,6 +24,7 @@ from fomm.animate.base import StreamingAnimator
 from fomm.animate.normalize import KeypointTransfer
 from fomm.animate.outputs import FrameOutputs
 from fomm.errors import ConfigError, FommError, InputError
+from fomm.io.safepath import component_problem
 from fomm.realtime.export import FORMAT, GRAPH_FILES, READABLE_FORMAT_VERSIONS, SIDECAR
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -129,8 +130,7 @@ class OnnxModel:
             opts.intra_op_num_threads = int(threads)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sessions = {}
-        for name, info in meta["graphs"].items():
-            path = self.dir / info.get("file", GRAPH_FILES.get(name, ""))
+        for name, path in _graph_paths(self.dir, sidecar, meta).items():
             if not path.is_file():
                 raise InputError(f"{path}: ONNX graph '{name}' is missing from the export; re-export the model")
             try:
@@ -176,6 +176,32 @@ class OnnxModel:
         if self.has_jacobian:
             feeds["kp_driving_jacobian"] = np.ascontiguousarray(kp_driving["jacobian"], dtype=np.float32)
         return self._run("frame_stage", feeds)
+
+
+def _graph_paths(folder: Path, sidecar: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    """``{graph name: .onnx path}`` from the sidecar's ``graphs`` table, each file checked to be a plain name in
+    ``folder``: the sidecar is data, and a crafted ``"file": "../../elsewhere.onnx"`` (or an absolute path, which
+    ``Path`` joins by dropping the folder) would load a graph from outside the export.
+
+    Raises:
+        InputError: a graph the runtime needs is missing from the table, an entry is not an object with ``inputs``
+            and ``outputs`` lists, or a file name is not a plain name.
+    """
+    graphs = meta.get("graphs")
+    if not isinstance(graphs, dict) or any(name not in graphs for name in GRAPH_FILES):
+        raise InputError(f"{sidecar}: 'graphs' must list {', '.join(GRAPH_FILES)}; re-export the model")
+    paths = {}
+    for name in GRAPH_FILES:  # only the graphs the runtime runs; unknown entries are not loaded
+        info = graphs[name]
+        if not isinstance(info, dict) or not all(isinstance(info.get(k), list) for k in ("inputs", "outputs")):
+            raise InputError(f"{sidecar}: graphs.{name} needs 'inputs' and 'outputs' lists; re-export the model")
+        file = info.get("file", GRAPH_FILES[name])
+        problem = component_problem(file)
+        if problem is not None:
+            raise InputError(f"{sidecar}: graphs.{name}.file {file!r} {problem}; it must name a file inside "
+                             f"{folder}, so re-export the model")
+        paths[name] = folder / file
+    return paths
 
 
 def _np(t: torch.Tensor | np.ndarray) -> np.ndarray:
