@@ -108,6 +108,11 @@ class PortraitEstimator:
             self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
             # model_complexity=1 is the pose model inside the wheel; 0 and 2 would be downloaded on first use.
             self._pose = pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False)
+            # The graphs start their TFLite interpreters on worker threads at the first frame and log from there;
+            # one blank frame each, inside this quiet block, keeps those lines off the user's terminal.
+            blank = np.zeros((64, 64, 3), np.uint8)
+            for graph in (self._seg, self._mesh, self._pose):
+                graph.process(blank)
 
     def close(self) -> None:
         for graph in (self._seg, self._mesh, self._pose):
