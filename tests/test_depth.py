@@ -268,7 +268,8 @@ def test_bad_depth_input_is_refused_with_one_line(tmp_path):
     _grey_clip(tmp_path / "short.mp4", 3)
     vouts = [tmp_path / "vout"]
     assert_refused(["depth", tmp_path / "clip.mp4", "-o", tmp_path / "vout", "--depth-file", tmp_path / "short.mp4",
-                    "-q"], inputs=[tmp_path / "clip.mp4", tmp_path / "short.mp4"], outputs=vouts, match="3 depth frames")
+                    "-q"], inputs=[tmp_path / "clip.mp4", tmp_path / "short.mp4"], outputs=vouts,
+                   match="3 depth frames")
 
     folder = tmp_path / "dfolder"
     folder.mkdir()
