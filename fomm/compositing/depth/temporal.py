@@ -181,17 +181,22 @@ class AlignConfig:
         cut_threshold: colour-histogram distance (half the L1 distance of 8x8x8-bin histograms, in ``[0, 1]``)
             from the previous frame that counts as a scene cut and resets the reference.
         fit_side: longer side of the thumbnails the scale and shift are fitted on (px, 16-1024).
+        still_tolerance: thumbnail pixels whose grey level changed less than this (in ``[0, 1]``) since the previous
+            frame are the ones the fit uses (all pixels when fewer than 10% are still), in ``(0, 1]``.
     """
 
     momentum: float = 0.2
     cut_threshold: float = 0.5
     fit_side: int = 128
+    still_tolerance: float = 0.02
 
     def __post_init__(self) -> None:
         if not (isinstance(self.momentum, (int, float)) and 0.0 < self.momentum <= 1.0):
             raise InputError(f"align momentum must be in (0, 1], got {self.momentum!r}")
         if not (isinstance(self.cut_threshold, (int, float)) and 0.0 < self.cut_threshold <= 1.0):
             raise InputError(f"scene-cut threshold must be in (0, 1], got {self.cut_threshold!r}")
+        if not (isinstance(self.still_tolerance, (int, float)) and 0.0 < self.still_tolerance <= 1.0):
+            raise InputError(f"still tolerance must be in (0, 1], got {self.still_tolerance!r}")
         if isinstance(self.fit_side, bool) or not isinstance(self.fit_side, int) or not 16 <= self.fit_side <= 1024:
             raise InputError(f"fit_side must be a whole number between 16 and 1024, got {self.fit_side!r}")
 
@@ -217,6 +222,7 @@ class VideoDepthAligner:
         self._index = 0
         self._hist: np.ndarray | None = None
         self._ref: np.ndarray | None = None
+        self._grey: np.ndarray | None = None
 
     def _thumb(self, depth: np.ndarray) -> np.ndarray:
         h, w = depth.shape
@@ -229,9 +235,17 @@ class VideoDepthAligner:
         cut = self._hist is None or 0.5 * float(np.abs(hist - self._hist).sum()) > self.config.cut_threshold
         self._hist = hist
         thumb = self._thumb(depth)
+        grey = self._thumb(frame.mean(axis=2, dtype=np.float32) / 255.0)
+        still = None if self._grey is None or self._grey.shape != grey.shape else \
+            np.abs(grey - self._grey).ravel() < self.config.still_tolerance
+        self._grey = grey
         out = depth
         if not cut and self._ref is not None and self._ref.shape == thumb.shape:
             d, r = thumb.ravel(), self._ref.ravel()
+            if still is not None and still.mean() > 0.1:
+                # Fit where the picture did not change: a moving head changes its own depth, and letting it into
+                # the fit shifts the whole map (0.67% -> see README "Depth" for the measured effect).
+                d, r = d[still], r[still]
             var = float(d.var())
             scale = float(((d - d.mean()) * (r - r.mean())).mean() / var) if var > 1e-10 else 1.0
             if scale <= 0:
