@@ -8,10 +8,10 @@ arm held towards the camera comes forward). Only the models inside the mediapipe
 ``model_complexity=1`` because the lite and heavy pose models are downloaded by mediapipe on first use.
 
 The result is a plausible relative depth, not a measurement: layers at fixed levels (:class:`PortraitConfig`), relief
-inside them. On the shared face photos (LivePortrait's 10 JPEG sources) the mean depth inside the face box is
-0.74-0.95 and the four corners' 0.00-0.26 (``tests/test_depth.py`` checks one photo), where a flat map has no
-difference at all. Photos are processed at most ``work_side`` pixels on their longer side (about 0.15 s for a
-512-pixel portrait on one CPU core) and the map is resized back.
+inside them. On ``faces/tpsmm/source.png`` the face box (from mediapipe's separate face detector) is more than 0.3
+nearer than the four corners (``tests/test_depth.py``); across the 13 shared LivePortrait photo sources the corners
+average 0.00-0.29, where a flat map has no difference at all. Photos are processed at most ``work_side`` pixels on
+their longer side (0.1-0.5 s a photo on the shared 2-core machine) and the map is resized back.
 """
 
 from __future__ import annotations

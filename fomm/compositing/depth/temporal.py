@@ -8,7 +8,8 @@ the source does not have (a disoccluded strip of background behind a turning hea
 foreground that used to be there, so those pixels are filled from the *far* side: the hole is flooded inward from
 its rim with a running minimum (far = 0), so it takes the background's depth and never the face's
 (:func:`fill_disoccluded`). Soft occlusion blends the two the way the generator blends warped pixels with inpainted
-ones. Measured on a still-camera animated clip (``benchmarks/depth_flicker.py``): see README "Depth".
+ones. On a still-camera animated clip (``benchmarks/depth_flicker.py``, shipped actions-64 model) the pass changes by
+0.02% of its range per frame on pixels that do not move, against 0.45% for per-frame estimates aligned as below.
 
 **Any other video.** A per-frame estimate normalised to ``[0, 1]`` per frame jumps whenever the nearest or farthest
 pixel changes (a hand entering the shot rescales the whole map). :class:`VideoDepthAligner` instead fits each
@@ -244,7 +245,7 @@ class VideoDepthAligner:
             d, r = thumb.ravel(), self._ref.ravel()
             if still is not None and still.mean() > 0.1:
                 # Fit where the picture did not change: a moving head changes its own depth, and letting it into
-                # the fit shifts the whole map (0.67% -> see README "Depth" for the measured effect).
+                # the fit shifts the whole map.
                 d, r = d[still], r[still]
             var = float(d.var())
             scale = float(((d - d.mean()) * (r - r.mean())).mean() / var) if var > 1e-10 else 1.0
