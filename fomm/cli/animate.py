@@ -7,6 +7,7 @@ import contextlib
 import sys
 
 from fomm.cli.common import add_model_options, load_model_from_args, parse_size
+from fomm.cli.depth import add_depth_options, depth_options_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="driving frame whose pose matches the source (reference for relative motion)")
     motion.add_argument("--find-best-frame", action="store_true",
                         help="find that frame by face landmarks (dlib; pip install 'fomm[landmarks]')")
+    depth = add_depth_options(p, "depth pass")
+    depth.add_argument("--export-depth", metavar="DIR",
+                       help="also write the depth of every frame into DIR (one file per frame + depth.json): the "
+                            "source's depth estimated once and moved with the animation, so it does not flicker")
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -70,6 +75,7 @@ def main(args: argparse.Namespace) -> int:
     if args.crop_increase is not None and not args.auto_crop:
         raise FommError("--crop-increase only applies with --auto-crop")
     crop = {"crop_increase": args.crop_increase} if args.crop_increase is not None else {}
+    depth = _check_depth_args(args)
     # Checked here, before a large model is loaded.
     options = AnimationOptions(relative=not args.absolute, adapt_movement_scale=not args.no_adapt_scale,
                                best_frame=args.best_frame, find_best_frame=args.find_best_frame,
@@ -93,9 +99,55 @@ def main(args: argparse.Namespace) -> int:
             args.source = args.source or str(example_path(entry.example_source if entry else "source.png"))
             args.driving = args.driving or str(example_path(entry.example_driving if entry else "driving.mp4"))
         options = options.replace(channels_last=model.device.type == "cpu")
-        result = animate_video(model, args.source, args.driving, args.output, options)
+        stages, sinks = _depth_pass(args, depth) if depth is not None else ([], {})
+        result = animate_video(model, args.source, args.driving, args.output, options, stages=stages,
+                               view_sinks=sinks)
     h, w = result.size
     audio = "with audio" if result.has_audio else "no audio"
     print(f"wrote {result.output} ({result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio})",
           file=sys.stderr if args.quiet else sys.stdout)
+    if args.export_depth:
+        print(f"wrote {args.export_depth} (depth pass, {result.num_frames} frames)",
+              file=sys.stderr if args.quiet else sys.stdout)
     return 0
+
+
+def _check_depth_args(args: argparse.Namespace):
+    """The depth options when ``--export-depth`` is given (checked before a model is loaded), else None."""
+    from fomm.compositing.depth.files import check_depth_folder
+    from fomm.errors import FommError
+
+    depth_flags = [f for f, v in (("--depth-model", args.depth_model), ("--depth-file", args.depth_file),
+                                  ("--depth-format", args.depth_format)) if v is not None]
+    if args.depth_estimator != "auto":
+        depth_flags.append("--depth-estimator")
+    if not args.export_depth:
+        if depth_flags:
+            raise FommError(f"{depth_flags[0]} only applies with --export-depth DIR")
+        return None
+    if args.auto_crop:
+        raise FommError("--export-depth does not work with --auto-crop yet (the depth would need pasting back like "
+                        "the face); animate without --auto-crop, or run `fomm depth` on the output video")
+    check_depth_folder(args.export_depth)
+    return depth_options_from_args(args)
+
+
+def _depth_pass(args: argparse.Namespace, depth_options) -> tuple[list, dict]:
+    """The stage that moves the source's depth with every frame, and the folder sink it writes to."""
+    from fomm.compositing.depth import DepthFolderWriter, source_depth_stage
+    from fomm.io.atomic import refuse_input_overwrite
+    from fomm.io.image import read_image
+    from fomm.io.reading import probe_video
+
+    refuse_input_overwrite([args.export_depth, args.output], [args.source, args.driving, args.depth_file])
+    if args.export_depth and args.output and \
+            str(args.export_depth).rstrip("/") == str(args.output).rstrip("/"):
+        from fomm.errors import FommError
+
+        raise FommError("--export-depth must be another folder than the video output")
+    stage, meta = source_depth_stage(read_image(args.source), depth_options)
+    meta["source"] = str(args.source)
+    meta["driving"] = str(args.driving)
+    fps = probe_video(args.driving).fps_fraction
+    sink = DepthFolderWriter(args.export_depth, fps, args.depth_format or "png", meta)
+    return [stage], {stage.view: sink}
