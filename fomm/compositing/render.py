@@ -52,6 +52,8 @@ from fomm.errors import InputError
 
 #: Contributions below this bilinear weight take no part in the depth test (they cannot cover anything).
 _MIN_WEIGHT = 1e-4
+#: A target pixel counts as complete (and a source for the hole fill) from this coverage on.
+_SOLID = 1.0 - 1e-4
 
 Fill = Literal["edge", "opencv"] | Callable
 
@@ -187,7 +189,7 @@ def _landing_taps(flow: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]
     return taps
 
 
-def splat_flow(depth: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def splat_flow(depth: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward-splat the motion with a z-buffer: for every target pixel, the move of the nearest source pixel
     that lands on it (bilinear footprint: a pixel landing anywhere within one pixel counts).
 
@@ -199,8 +201,8 @@ def splat_flow(depth: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, t
         depth: ``[B, 1, H, W]`` inverse depth in ``[0, 1]`` (near = 1).
         flow: ``[B, 2, H, W]`` displacement ``(dx, dy)`` in pixels.
     Returns:
-        ``(flow_at_target [B, 2, H, W], covered bool [B, 1, H, W])``: where ``covered`` is False nothing landed
-        (a hole) and the flow there is 0.
+        ``(flow_at_target [B, 2, H, W], front [B, 1, H, W], covered bool [B, 1, H, W])``: the winner's move and
+        depth (quantised to 1/65535); where ``covered`` is False nothing landed (a hole) and both are 0.
     """
     b, _, h, w = flow.shape
     n = b * h * w
@@ -218,38 +220,56 @@ def splat_flow(depth: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, t
     buf = buf[:n].reshape(b, 1, h, w)
     covered = buf >= 0
     out = torch.cat([(buf >> _F_BITS) & mask, buf & mask], dim=1).to(flow.dtype).sub_(offset).div_(scale)
-    return out * covered, covered
+    front = (buf >> (2 * _F_BITS)).to(depth.dtype) / (2 ** _Z_BITS - 1)
+    return out * covered, front * covered, covered
 
 
-def backward_sample(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``out[x] = image[x - flow(x)]``, bilinear, borders replicated.
+def sample_surface(image: torch.Tensor, depth: torch.Tensor, flow: torch.Tensor, front: torch.Tensor,
+                   tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``out[x] = image[x - flow(x)]`` (bilinear), taking only source pixels on the winning surface.
 
-    A purely horizontal flow (every ``dy`` zero) is sampled with two gathers along each row, so whole-pixel moves
-    copy values exactly; a 2-D flow goes through ``grid_sample``.
+    Backward sampling alone smears across depth edges: a background pixel next to a foreground edge would mix in
+    the foreground pixel beside it in the source (the "rubber sheet"). Here a tap whose depth is more than
+    ``tolerance`` from the target's ``front`` depth is dropped; its weight is what the winning surface does not
+    cover, and the caller fills it from the background side. For a move shared by neighbouring pixels the bilinear
+    tap weights equal the forward splat's, so coverage is exact to the sub-pixel: a plane's edge keeps its
+    anti-aliasing and its centroid moves by exactly the flow. Whole-pixel moves copy values bit for bit.
 
     Args:
-        image: ``[B, C, H, W]``; flow: ``[B, 2, H, W]`` in pixels.
+        image: ``[B, C, H, W]``; depth: ``[B, 1, H, W]`` (source); flow: ``[B, 2, H, W]`` in pixels;
+            front: ``[B, 1, H, W]`` the winner's depth per target pixel (from :func:`splat_flow`).
     Returns:
-        ``[B, C, H, W]``.
+        ``(values [B, C + 1, H, W], coverage [B, 1, H, W] in [0, 1])``: image and depth channels premultiplied by
+        coverage (0 where nothing landed).
     """
     b, c, h, w = image.shape
-    if not bool(flow[:, 1].any()):
-        xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w) - flow[:, 0]
-        xs = xs.clamp(0, w - 1)
-        x0 = xs.floor()
-        frac = (xs - x0).unsqueeze(1)
-        i0 = x0.long().unsqueeze(1).expand(b, c, h, w)
-        i1 = (i0 + 1).clamp(max=w - 1)
-        left = image.gather(3, i0)
-        if not bool((frac > 0).any()):
-            return left
-        return left + (image.gather(3, i1) - left) * frac
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
-                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
-    gx = (xs - flow[:, 0]) / max(w - 1, 1) * 2 - 1
-    gy = (ys - flow[:, 1]) / max(h - 1, 1) * 2 - 1
-    return F.grid_sample(image, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    both = torch.cat([image, depth], 1).reshape(b, c + 1, h * w)
+    flat_depth = depth.reshape(b, 1, h * w)
+    xs = (torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w) - flow[:, 0:1]).clamp(0, w - 1)
+    x0 = xs.floor()
+    fx = xs - x0
+    x0 = x0.long()
+    xtaps = [(x0, 1 - fx)] + ([((x0 + 1).clamp(max=w - 1), fx)] if bool((fx > 0).any()) else [])
+    if bool(flow[:, 1].any()):
+        ys = (torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1) - flow[:, 1:2]).clamp(0, h - 1)
+        y0 = ys.floor()
+        fy = ys - y0
+        y0 = y0.long()
+        ytaps = [(y0, 1 - fy)] + ([((y0 + 1).clamp(max=h - 1), fy)] if bool((fy > 0).any()) else [])
+    else:
+        ytaps = [(torch.arange(h, device=flow.device).view(1, 1, h, 1), None)]
+    values = torch.zeros(b, c + 1, h * w, dtype=image.dtype, device=image.device)
+    coverage = torch.zeros(b, 1, h * w, dtype=image.dtype, device=image.device)
+    target = front.reshape(b, 1, h * w)
+    for x, wx in xtaps:
+        for y, wy in ytaps:
+            idx = (y * w + x).reshape(b, 1, h * w)
+            wt = (wx if wy is None else wx * wy).reshape(b, 1, h * w)
+            on = ((flat_depth.gather(2, idx) - target).abs() <= tolerance).to(image.dtype)
+            wt = wt * on
+            values += both.gather(2, idx.expand(b, c + 1, h * w)) * wt
+            coverage += wt
+    return values.reshape(b, c + 1, h, w), coverage.reshape(b, 1, h, w)
 
 
 def _nearest_solid(solid: torch.Tensor, dim: int, reverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,27 +417,38 @@ def resolve_fill(fill: Fill | str | os.PathLike | None) -> Fill:
     raise InputError(f"hole fill must be edge, opencv or the path of an .onnx inpainting model, got {fill!r}")
 
 
-def fill_holes(image: torch.Tensor, depth: torch.Tensor, covered: torch.Tensor, tolerance: float,
-               fill: Fill = "edge", vertical: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fill the pixels that are not ``covered`` from the background side of each hole (see the module
-    docstring). ``image [B, C, H, W]``, ``depth [B, 1, H, W]``, ``covered`` bool ``[B, 1, H, W]``;
-    ``vertical``: see :func:`background_fill`."""
-    if bool(covered.all()):
-        return image, depth
-    bg, bg_depth = background_fill(image, depth, covered, tolerance, vertical)
-    if fill == "edge":
-        return bg, bg_depth
-    hole = ~covered
-    masked = _protect_foreground(depth, hole, bg_depth, tolerance, radius=4)
-    # The masked foreground is replaced by the edge fill first: inpainters still read the pixels under the mask.
-    base = torch.where(masked, background_fill(image, depth, ~masked, tolerance)[0], image)
-    painted = _opencv_fill(base, masked) if fill == "opencv" else fill(base, masked)
-    return torch.where(hole, painted.to(bg), bg), bg_depth
+def fill_holes(values: torch.Tensor, coverage: torch.Tensor, tolerance: float, fill: Fill = "edge",
+               vertical: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Complete a render: ``values + (1 - coverage) * fill``, the fill coming from the background side of each
+    hole (see the module docstring).
+
+    Args:
+        values: ``[B, C + 1, H, W]`` image then depth, premultiplied by ``coverage`` (:func:`sample_surface`).
+        coverage: ``[B, 1, H, W]`` in ``[0, 1]``; pixels at 1 are complete and are the fill's sources.
+        vertical: see :func:`background_fill`.
+    Returns:
+        ``(image [B, C, H, W], depth [B, 1, H, W])``.
+    """
+    c = values.shape[1] - 1
+    solid = coverage >= _SOLID
+    if bool(solid.all()):
+        return values[:, :c], values[:, c:]
+    image, depth = values[:, :c], values[:, c:]
+    bg, bg_depth = background_fill(image, depth, solid, tolerance, vertical)
+    if fill != "edge":
+        hole = ~solid
+        masked = _protect_foreground(depth, hole, bg_depth, tolerance, radius=4)
+        # The masked foreground is replaced by the edge fill first: inpainters still read the pixels under the mask.
+        base = torch.where(masked, background_fill(image, depth, ~masked, tolerance, vertical)[0], image)
+        painted = _opencv_fill(base, masked) if fill == "opencv" else fill(base, masked)
+        bg = torch.where(hole, painted.to(bg), bg)
+    rest = 1.0 - coverage
+    return torch.where(solid, image, image + rest * bg), torch.where(solid, depth, depth + rest * bg_depth)
 
 
 def render_view(image: torch.Tensor, depth: torch.Tensor, camera: Cameras,
                 fill: Fill = "edge") -> tuple[torch.Tensor, torch.Tensor]:
-    """The frame seen from ``camera``: splat the motion, sample the frame, fill the holes from the background.
+    """The frame seen from ``camera``: splat the motion, sample the winning surface, fill from the background.
 
     Args:
         image: ``[B, C, H, W]`` float (the stages pass 0-255).
@@ -431,12 +462,11 @@ def render_view(image: torch.Tensor, depth: torch.Tensor, camera: Cameras,
     moves = _all_moves(camera)
     if all(c.still for c in moves):
         return image, depth
-    flow, covered = splat_flow(depth, depth_flow(depth, camera))
-    both = backward_sample(torch.cat([image, depth], 1), flow)
-    c = image.shape[1]
     tol = surface_tolerance(camera, tuple(image.shape[-2:]))
+    flow, front, _ = splat_flow(depth, depth_flow(depth, camera))
+    values, coverage = sample_surface(image, depth, flow, front, tol)
     sideways = all(c.ty == 0.0 and c.scale == 0.0 for c in moves)
-    return fill_holes(both[:, :c], both[:, c:], covered, tol, fill, vertical=not sideways)
+    return fill_holes(values, coverage, tol, fill, vertical=not sideways)
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:
@@ -448,8 +478,9 @@ def render_layers(image: torch.Tensor, depth: torch.Tensor, camera: Cameras, lay
                   softness: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """The layered alternative to :func:`render_view`: ``layers`` depth slabs moved as planes, back to front.
 
-    Slab ``i`` holds inverse depth ``[i / k, (i + 1) / k)``. Its alpha rises with a smoothstep ``softness / k``
-    wide at the slab's far edge and stays 1 for everything nearer (the nearer slabs come later and cover it);
+    Slab ``i`` holds inverse depth ``[i / k, (i + 1) / k)``. Its alpha rises with a smoothstep over the
+    ``softness / k`` just below the slab (so the slab itself is opaque and its edge blends into the one behind)
+    and stays 1 for everything nearer (the nearer slabs come later and cover it);
     everything nearer is first replaced by the slab's own colour extended from the background side
     (:func:`background_fill`), so a slab moved out from behind a nearer one shows itself, not a hole. Each slab
     moves as a plane at its mean depth (an exact backward warp of the affine move, borders replicated).
@@ -479,7 +510,7 @@ def render_layers(image: torch.Tensor, depth: torch.Tensor, camera: Cameras, lay
     stack = torch.cat([image, depth], dim=1)
     for i in range(k):
         lo, hi = i / k, (i + 1) / k
-        alpha = torch.ones_like(depth) if i == 0 else _smoothstep((depth - lo) / (softness / k) + 0.5)
+        alpha = torch.ones_like(depth) if i == 0 else _smoothstep((depth - lo) / (softness / k) + 1.0)
         nearer = depth >= hi
         layer = stack
         if i < k - 1 and bool(nearer.any()):
@@ -504,5 +535,5 @@ def render_layers(image: torch.Tensor, depth: torch.Tensor, camera: Cameras, lay
     return out, out_depth
 
 
-__all__ = ["Camera", "Cameras", "Fill", "OnnxInpainter", "background_fill", "depth_flow", "fill_holes", "render_layers",
-           "backward_sample", "render_view", "resolve_fill", "splat_flow", "surface_tolerance"]
+__all__ = ["Camera", "Cameras", "Fill", "OnnxInpainter", "background_fill", "depth_flow", "fill_holes",
+           "render_layers", "render_view", "resolve_fill", "sample_surface", "splat_flow", "surface_tolerance"]
