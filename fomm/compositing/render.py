@@ -8,29 +8,31 @@ re-aims at it). Moving in and out (a dolly) scales the picture about its centre 
 
 Why a forward splat and not a backward warp: a backward warp needs the displacement at the *target* pixel,
 which is unknown where things moved; sampling the source displacement instead drags foreground colour into the
-gaps that open behind a foreground edge (the classic "rubber sheet"). The splat moves every source pixel to where
-it lands and lets the nearer one win there:
+gaps that open behind a foreground edge (the classic "rubber sheet"). So the motion is splatted first and the
+frame sampled second:
 
-* Each source pixel is spread over the 2 (horizontal move) or 4 target pixels around its landing point with
-  bilinear weights, so a sub-pixel move shifts a plane's centroid by the exact amount (the test checks 0.05 px).
-* Two depth passes (``scatter_reduce`` "amax"): the front surface at each target pixel, then the surface behind
-  it. Contributions within one pixel of disparity of a surface belong to it (a sloped face is one surface, not a
-  stack of slivers). A target pixel shows ``a * front + (1 - a) * behind`` with ``a`` the front's summed weight,
-  so a foreground edge keeps its sub-pixel position and anti-aliasing.
-* What stays uncovered (the strip that opens beside a foreground object, the frame border moving in) is filled
-  from the **background side** only: among the nearest fully covered pixels left, right, above and below, the
-  farthest (lowest depth) wins, and of those the nearest. Foreground colour never leaks into a disocclusion.
-  ``fill="opencv"`` inpaints the hole with OpenCV's Telea method instead and ``fill=OnnxInpainter(path)`` runs
-  a learned inpainter (LaMa exported to ONNX); both see the foreground next to the hole masked out, so they too
-  fill from the background side.
+* :func:`splat_flow` moves every source pixel to where it lands (its bilinear footprint: the 2 target pixels
+  around the landing point for a sideways move, 4 otherwise) and keeps, per target pixel, the move of the
+  nearest pixel landing there. Depth and the quantised move are packed into one int64 key, so a single
+  ``scatter_reduce("amax")`` per tap is the whole z-buffer: the nearer pixel wins, no sorting, no second pass.
+* :func:`sample_surface` reads the frame back at ``x - move(x)`` with bilinear weights, but drops any tap whose
+  depth is off the winner's (more than one pixel of disparity away): for a move shared by neighbours those
+  weights are exactly the splat's coverage, so a plane moved by a fraction of a pixel keeps its anti-aliased edge
+  and its centroid moves by exactly that fraction (the tests check 0.05 px), and whole-pixel moves copy values
+  bit for bit. What the winning surface does not cover is left for the fill.
+* :func:`fill_holes` fills that remainder (the strip that opens beside a foreground object, the frame border
+  moving in) from the **background side** only: among the nearest complete pixels left and right (and above and
+  below for moves with a vertical part), the farthest (lowest depth) wins, and of those the nearest. Foreground
+  colour never leaks into a disocclusion. ``fill="opencv"`` inpaints the hole with OpenCV's Telea method instead
+  and ``fill=OnnxInpainter(path)`` runs a learned inpainter (LaMa exported to ONNX); both see the foreground next
+  to the hole masked out (pre-filled by the edge fill), so they too fill from the background side.
 
 The layered renderer (:func:`render_layers`) cuts depth into ``k`` slabs with soft (smoothstep) edges, extends each
 slab's colour behind the nearer slabs, moves each slab as a plane at its mean depth (a backward warp, which is
-exact for a plane) and composites them back to front. It has no holes by construction and blurs less on large
-moves; the splat is exact per pixel.
-
-Measured on this 2-core CPU (torch 2.13, 1 frame, both eyes of a stereo pair batched): the splat renders a
-512x512 frame pair in about 25 ms, the layered renderer (k = 8) in about 60 ms; see ``benchmarks/compositing.py``.
+exact for a plane) and composites them back to front. It has no holes by construction but bends sloped surfaces
+into ``k`` steps and costs ``k`` fills and warps: at 512x512 with k = 8 it took about 1.5 s for a stereo pair on
+this shared 2-core CPU, against 0.09 s for the splat (the whole parallax + stereo stage, both eyes, 1 torch thread;
+0.018 s at 256x256). See ``benchmarks/compositing.py``.
 
 Everything is torch, so it runs on the model's device. Images are float ``[B, C, H, W]`` in any range (the stages
 use 0-255, so integer moves return the input values exactly); depth is ``[B, 1, H, W]`` in ``[0, 1]``.
