@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from fomm.cli.common import add_model_options, load_model_from_args, parse_size
+from fomm.cli.composite import add_composite_options, composite_options_from_args
 from fomm.cli.depth import add_depth_options, depth_options_from_args
 from fomm.cli.safety import animate_inputs
 
@@ -49,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     depth.add_argument("--export-depth", metavar="DIR",
                        help="also write the depth of every frame into DIR (one file per frame + depth.json): the "
                             "source's depth estimated once and moved with the animation, so it does not flicker")
+    add_composite_options(p, "compositing (uses the depth pass above; see fomm composite)")
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -79,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
     if args.crop_increase is not None and not args.auto_crop:
         raise FommError("--crop-increase only applies with --auto-crop")
     crop = {"crop_increase": args.crop_increase} if args.crop_increase is not None else {}
-    depth = _check_depth_args(args)
+    composite = composite_options_from_args(args)
+    depth = _check_depth_args(args, composite.active)
     # Checked here, before a large model is loaded.
     options = AnimationOptions(relative=not args.absolute, adapt_movement_scale=not args.no_adapt_scale,
                                best_frame=args.best_frame, find_best_frame=args.find_best_frame,
@@ -105,9 +108,16 @@ def main(args: argparse.Namespace) -> int:
             refuse_input_overwrite(args.output, [args.source, args.driving])  # the pair is known only now
         options = options.replace(channels_last=model.device.type == "cpu")
         stages, sinks = _depth_pass(args, depth) if depth is not None else ([], {})
-        result = animate_video(model, args.source, args.driving, args.output, options, stages=stages,
+        output = args.output
+        if composite.active:
+            from fomm.compositing.stage import CompositeStage
+
+            stages.append(CompositeStage(composite, device=model.device))
+            output = _composite_writer(args, composite, options)
+        result = animate_video(model, args.source, args.driving, output, options, stages=stages,
                                view_sinks=sinks)
-    h, w = result.size
+    h, w = composite.output_size(result.size)
+    result.output = result.output or args.output
     audio = "with audio" if result.has_audio else "no audio"
     rate = f"{result.fps:g} fps"
     from fomm.io.reading import TIMESTAMPS_FILE
@@ -123,8 +133,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_depth_args(args: argparse.Namespace):
-    """The depth options when ``--export-depth`` is given (checked before a model is loaded), else None."""
+def _check_depth_args(args: argparse.Namespace, compositing: bool = False):
+    """The depth options when ``--export-depth`` or a compositing effect is given (checked before a model is
+    loaded), else None."""
     from fomm.compositing.depth.files import check_depth_folder
     from fomm.errors import FommError
 
@@ -132,14 +143,16 @@ def _check_depth_args(args: argparse.Namespace):
                                   ("--depth-format", args.depth_format)) if v is not None]
     if args.depth_estimator != "auto":
         depth_flags.append("--depth-estimator")
-    if not args.export_depth:
+    if not args.export_depth and not compositing:
         if depth_flags:
-            raise FommError(f"{depth_flags[0]} only applies with --export-depth DIR")
+            raise FommError(f"{depth_flags[0]} only applies with --export-depth DIR or a compositing effect")
         return None
     if args.auto_crop:
-        raise FommError("--export-depth does not work with --auto-crop yet (the depth would need pasting back like "
-                        "the face); animate without --auto-crop, or run `fomm depth` on the output video")
-    check_depth_folder(args.export_depth)
+        raise FommError("--export-depth and compositing do not work with --auto-crop yet (the depth would need "
+                        "pasting back like the face); animate without --auto-crop, or run `fomm depth` / `fomm "
+                        "composite` on the output video")
+    if args.export_depth:
+        check_depth_folder(args.export_depth)
     return depth_options_from_args(args)
 
 
@@ -157,8 +170,23 @@ def _depth_pass(args: argparse.Namespace, depth_options) -> tuple[list, dict]:
 
         raise FommError("--export-depth must be another folder than the video output")
     stage, meta = source_depth_stage(read_image(args.source), depth_options)
+    if not args.export_depth:
+        return [stage], {}  # the depth is only for the compositing stage
     meta["source"] = str(args.source)
     meta["driving"] = str(args.driving)
     fps = probe_video(args.driving).fps_fraction
     sink = DepthFolderWriter(args.export_depth, fps, args.depth_format or "png", meta)
     return [stage], {stage.view: sink}
+
+
+def _composite_writer(args: argparse.Namespace, composite, options):
+    """The output path, or for a stereo ``.mkv`` a writer that tags the stream with its Matroska stereo mode."""
+    from fomm.compositing.composite import stereo_metadata
+    from fomm.io.reading import probe_video
+    from fomm.io.writing import VideoWriter
+
+    metadata = stereo_metadata(args.output, composite)
+    if not metadata:
+        return args.output
+    return VideoWriter(args.output, probe_video(args.driving).fps_fraction,
+                       audio_from=args.driving if options.audio else None, metadata=metadata)

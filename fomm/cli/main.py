@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from fomm import __version__
 from fomm.cli import animate as _animate
+from fomm.cli import composite as _composite
 from fomm.cli import demo as _demo
 from fomm.cli import depth as _depth
 from fomm.cli import eval as _eval
@@ -17,7 +18,7 @@ from fomm.cli import train as _train
 from fomm.errors import FommError
 from fomm.interrupt import Terminated, signals_as_interrupts
 
-SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo, _depth]
+SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo, _depth, _composite]
 
 
 def build_parser() -> argparse.ArgumentParser:

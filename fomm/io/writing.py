@@ -33,8 +33,9 @@ from fomm.io.audio import AudioCopier, check_audio_range, source_has_audio
 from fomm.io.image import IMAGE_EXTENSIONS
 from fomm.io.reading import AUDIO_FILE, FPS_FILE, TIMESTAMPS_FILE, VFR_TOLERANCE, _err_text, _FrameSize
 
-#: Containers :class:`VideoWriter` writes (all hold H.264 + AAC with an exact rational frame rate).
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov")
+#: Containers :class:`VideoWriter` writes (all hold H.264 + AAC with an exact rational frame rate). Matroska is here
+#: for stereo 3D: its StereoMode element (the ``stereo_mode`` stream tag) tells players how the eyes are packed.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv")
 _FRAME_NAME = re.compile(r"^\d{6}\.png$")
 #: Time base of a :class:`VideoWriter` that keeps per-frame times: the MPEG 90 kHz clock, a whole multiple of every
 #: common rate (24, 25, 30000/1001, 50, 60 fps) and of milliseconds, so VFR times from MP4 and MKV sources survive
@@ -205,12 +206,14 @@ class VideoWriter(_SinkBase):
       for a clip cut out of the source from frame ``start`` on.
     * Output goes to a hidden temp file in the target folder, renamed over ``path`` by :meth:`close`; on an
       exception inside the ``with`` block (or :meth:`abort`) the temp file is deleted.
+    * ``metadata``: tags of the video stream, e.g. ``{"stereo_mode": "left_right"}``, which the Matroska muxer
+      (``.mkv``) turns into its StereoMode element.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float | int | str | Fraction,
                  audio_from: str | os.PathLike | None = None, *, crf: int = 18, preset: str = "medium",
                  audio_start: float = 0.0, audio_end: float | None = None,
-                 time_base: Fraction | None = None) -> None:
+                 time_base: Fraction | None = None, metadata: dict[str, str] | None = None) -> None:
         self.path = check_output_path(path, kind="video")
         if _is_folder_target(path):
             raise OutputError(f"{self.path}: is a folder; use FrameFolderWriter/open_writer for PNG frames")
@@ -232,6 +235,7 @@ class VideoWriter(_SinkBase):
         self._want_audio = self.audio_from is not None and source_has_audio(self.audio_from)
         self.crf = int(crf)
         self.preset = preset
+        self.metadata = dict(metadata or {})
         self.codec = _video_codec()
         self.frames_written = 0
         self.size: _FrameSize | None = None
@@ -254,10 +258,13 @@ class VideoWriter(_SinkBase):
             self._tmp = str(self._out.begin())
         except OSError as err:
             raise OutputError(f"{self.path}: cannot write here ({_err_text(err)})") from None
-        fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
-        self._container = av.open(self._tmp, mode="w", format=fmt, options={"movflags": "+faststart"})
+        fmt = {".mov": "mov", ".mkv": "matroska"}.get(self.path.suffix.lower(), "mp4")
+        options = {} if fmt == "matroska" else {"movflags": "+faststart"}
+        self._container = av.open(self._tmp, mode="w", format=fmt, options=options)
         eh, ew = h + h % 2, w + w % 2
         stream = self._container.add_stream(self.codec, rate=self.fps)
+        for key, value in self.metadata.items():
+            stream.metadata[key] = value
         stream.width, stream.height, stream.pix_fmt = ew, eh, "yuv420p"
         stream.codec_context.time_base = self.time_base
         cc = stream.codec_context
