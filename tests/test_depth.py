@@ -284,3 +284,10 @@ def test_bad_depth_input_is_refused_with_one_line(tmp_path):
                    match="--auto-crop")
     assert_refused(["depth", tmp_path / "clip.mp4", "-o", tmp_path / "one.png", "--depth-estimator", "portrait"],
                    inputs=[tmp_path / "clip.mp4"], outputs=[tmp_path / "one.png"], match="give a folder")
+
+
+def test_the_estimator_table_matches_the_names_options_accept():
+    from fomm.compositing.depth import ESTIMATORS, estimator_names
+    from fomm.compositing.depth.base import ESTIMATOR_NAMES
+
+    assert set(ESTIMATORS) == set(ESTIMATOR_NAMES) and estimator_names()[0] == "auto"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm.compositing.depth.base import DepthOptions, check_depth, make_estimator
+from fomm.compositing.depth.base import DepthOptions, check_depth
+from fomm.compositing.depth.estimators import make_estimator
 from fomm.compositing.depth.files import count_depth_frames, iter_depth_frames, read_depth
 from fomm.compositing.depth.temporal import VideoDepthAligner
 from fomm.errors import InputError

@@ -19,17 +19,17 @@ from fomm.compositing.depth.base import (
     DepthEstimator,
     DepthOptions,
     check_depth,
-    estimator_names,
-    make_estimator,
     normalise,
-    register_estimator,
     resize_depth,
 )
 from fomm.compositing.depth.estimators import (
     DEFAULT_DEPTH_ANYTHING,
+    ESTIMATORS,
     DepthAnythingEstimator,
     FileDepth,
     depth_anything_available,
+    estimator_names,
+    make_estimator,
 )
 from fomm.compositing.depth.export import DepthExportResult, export_depth, source_depth_stage
 from fomm.compositing.depth.files import (
@@ -50,10 +50,11 @@ from fomm.compositing.depth.temporal import (
 )
 
 __all__ = [
+    "ESTIMATORS",
     "CONVENTION", "DEFAULT_DEPTH_ANYTHING", "FAR", "NEAR", "AlignConfig", "DepthAnythingEstimator",
     "DepthEstimator", "DepthExportResult", "DepthFolderWriter", "DepthOptions", "DepthPassStage", "FileDepth",
     "FillConfig", "PortraitConfig", "PortraitEstimator", "VideoDepthAligner", "check_depth",
     "depth_anything_available", "estimator_names", "export_depth", "fill_disoccluded", "make_estimator", "normalise",
-    "read_depth", "read_sidecar", "register_estimator", "resize_depth", "sidecar_of", "source_depth_stage",
+    "read_depth", "read_sidecar", "resize_depth", "sidecar_of", "source_depth_stage",
     "warp_depth", "write_depth",
 ]

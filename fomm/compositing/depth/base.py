@@ -7,14 +7,14 @@ distance. Every file fomm saves says so (:data:`CONVENTION`, in the JSON sidecar
 opposite convention (Z = distance, far = large) is just as common and a swapped map silently inverts fog or focus.
 
 An estimator is any callable ``estimator(image uint8 [H, W, 3]) -> float32 [H, W]`` in that convention, with a
-``name`` and, optionally, ``close()``. :func:`register_estimator` adds a factory by name; :func:`make_estimator` builds
-one from :class:`DepthOptions` (``auto`` picks as described there).
+``name`` and, optionally, ``close()``. :func:`fomm.compositing.depth.make_estimator` builds
+one from :class:`DepthOptions` (``auto`` picks as described there) from the table in
+:mod:`fomm.compositing.depth.estimators`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -40,6 +40,11 @@ class DepthEstimator(Protocol):
     def __call__(self, image: np.ndarray) -> np.ndarray: ...
 
 
+#: The estimators :func:`fomm.compositing.depth.make_estimator` builds (``auto`` first); the table that builds them
+#: is in :mod:`fomm.compositing.depth.estimators`, which a test keeps equal to this list.
+ESTIMATOR_NAMES: tuple[str, ...] = ("auto", "depth-anything", "file", "portrait")
+
+
 @dataclass(frozen=True)
 class DepthOptions:
     """Which estimator to build and how (shared by ``fomm depth``, ``fomm animate --export-depth`` and the API).
@@ -63,7 +68,7 @@ class DepthOptions:
     input_size: int = 518
 
     def __post_init__(self) -> None:
-        names = estimator_names()
+        names = ESTIMATOR_NAMES
         if self.estimator not in names:
             raise InputError(f"unknown depth estimator {self.estimator!r}; choose one of {', '.join(names)}")
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or \
@@ -75,34 +80,6 @@ class DepthOptions:
             raise InputError(f"--depth-file is only used by the 'file' (or 'auto') estimator, not {self.estimator!r}")
         if self.model is not None and self.estimator not in ("depth-anything", "auto"):
             raise InputError(f"--depth-model is only used by 'depth-anything' (or 'auto'), not {self.estimator!r}")
-
-
-Factory = Callable[[DepthOptions], DepthEstimator]
-_REGISTRY: dict[str, Factory] = {}
-
-
-def register_estimator(name: str) -> Callable[[Factory], Factory]:
-    """Decorator: ``@register_estimator("mine") def make(options) -> DepthEstimator``."""
-
-    def add(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
-
-
-def estimator_names() -> list[str]:
-    """The registered estimator names (``auto`` first)."""
-    # The built-in estimators register when their modules are imported; importing the package does that.
-    import fomm.compositing.depth  # noqa: F401
-
-    return sorted(_REGISTRY, key=lambda n: (n != "auto", n))
-
-
-def make_estimator(options: DepthOptions | None = None, **values) -> DepthEstimator:
-    """Build the estimator ``options`` names (or pass :class:`DepthOptions` fields as keywords)."""
-    opts = options if options is not None else DepthOptions(**values)
-    return _REGISTRY[opts.estimator](opts)
 
 
 def check_depth(depth: np.ndarray, where: str = "depth") -> np.ndarray:
@@ -142,5 +119,5 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[0, 0].clamp_(0.0, 1.0).numpy()
 
 
-__all__ = ["CONVENTION", "FAR", "NEAR", "DepthEstimator", "DepthOptions", "check_depth", "estimator_names",
-           "make_estimator", "normalise", "register_estimator", "resize_depth"]
+__all__ = ["CONVENTION", "ESTIMATOR_NAMES", "FAR", "NEAR", "DepthEstimator", "DepthOptions", "check_depth", "normalise",
+           "resize_depth"]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fomm.compositing.depth.base import DepthEstimator, DepthOptions, normalise, register_estimator, resize_depth
+from fomm.compositing.depth.base import ESTIMATOR_NAMES, DepthEstimator, DepthOptions, normalise, resize_depth
 from fomm.compositing.depth.files import count_depth_frames, iter_depth_frames, read_depth
 from fomm.errors import InputError
 
@@ -230,24 +230,20 @@ class FileDepth:
         return depth
 
 
-@register_estimator("depth-anything")
 def _make_depth_anything(opts: DepthOptions) -> DepthEstimator:
     return DepthAnythingEstimator(opts.model, opts.device, opts.input_size)
 
 
-@register_estimator("file")
 def _make_file(opts: DepthOptions) -> DepthEstimator:
     return FileDepth(opts.depth_file)
 
 
-@register_estimator("portrait")
 def _make_portrait(opts: DepthOptions) -> DepthEstimator:
     from fomm.compositing.depth.portrait import PortraitEstimator
 
     return PortraitEstimator()
 
 
-@register_estimator("auto")
 def _make_auto(opts: DepthOptions) -> DepthEstimator:
     if opts.depth_file is not None:
         return _make_file(opts)
@@ -256,4 +252,23 @@ def _make_auto(opts: DepthOptions) -> DepthEstimator:
     return _make_portrait(opts)
 
 
-__all__ = ["DEFAULT_DEPTH_ANYTHING", "DepthAnythingEstimator", "FileDepth", "depth_anything_available"]
+#: name -> factory; a plain table rather than registration on import, so which estimators exist never depends on
+#: which modules happened to be imported first
+ESTIMATORS: dict[str, Callable[[DepthOptions], DepthEstimator]] = {
+    "auto": _make_auto, "depth-anything": _make_depth_anything, "file": _make_file, "portrait": _make_portrait,
+}
+
+
+def estimator_names() -> list[str]:
+    """The estimator names (``auto`` first)."""
+    return list(ESTIMATOR_NAMES)
+
+
+def make_estimator(options: DepthOptions | None = None, **values) -> DepthEstimator:
+    """Build the estimator ``options`` names (or pass :class:`DepthOptions` fields as keywords)."""
+    opts = options if options is not None else DepthOptions(**values)
+    return ESTIMATORS[opts.estimator](opts)
+
+
+__all__ = ["DEFAULT_DEPTH_ANYTHING", "ESTIMATORS", "DepthAnythingEstimator", "FileDepth", "depth_anything_available",
+           "estimator_names", "make_estimator"]

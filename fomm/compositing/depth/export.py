@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm.compositing.depth.base import DepthOptions, make_estimator
-from fomm.compositing.depth.estimators import FileDepth
+from fomm.compositing.depth.base import DepthOptions
+from fomm.compositing.depth.estimators import FileDepth, make_estimator
 from fomm.compositing.depth.files import FORMATS, DepthFolderWriter, check_depth_folder, format_of, write_depth
 from fomm.compositing.depth.temporal import AlignConfig, DepthPassStage, FillConfig, VideoDepthAligner
 from fomm.errors import InputError, OutputError
