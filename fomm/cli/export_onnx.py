@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fomm.cli.common import add_model_options, load_model_from_args
+from fomm.cli.common import add_model_options, int_range, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "JSON sidecar. Use the folder with 'fomm animate --backend onnx --onnx-dir DIR'.")
     add_model_options(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the .onnx files and sidecar")
-    p.add_argument("--opset", type=int, default=None,
+    p.add_argument("--opset", type=int_range(16, 19, message="opset {text} is not supported: use {range} (GridSample "
+                                                                "needs >= 16)"),
+                   default=None,
                    help="ONNX opset, 16-19 (default: 17; GridSample needs >= 16, TensorRT samples >= 20 "
                         "with nearest neighbours)")
     p.set_defaults(func=main)

@@ -14,6 +14,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from fomm.cli.common import positive_int, side
 from fomm.errors import FommError
 from fomm.eval.protocol import (
     METRIC_KINDS,
@@ -41,8 +42,8 @@ def _add_reconstruction_args(p: argparse.ArgumentParser, top_level: bool) -> Non
     p.add_argument("--metrics", choices=METRIC_KINDS, default="pixels",
                    help="pixels: L1; faces: L1, AKD, AED (dlib); bodies: L1, AKD, MKR (mediapipe)")
     p.add_argument("--landmarks", choices=("dlib", "face-alignment"), default="dlib", help="face landmark backend")
-    p.add_argument("--max-videos", type=int, default=None)
-    p.add_argument("--size", type=int, default=None, help="resize frames to SIZE x SIZE (default: native)")
+    p.add_argument("--max-videos", type=positive_int, default=None, help="score only the first N videos (N >= 1)")
+    p.add_argument("--size", type=side, default=None, help="resize frames to SIZE x SIZE, 16-8192 (default: native)")
     p.add_argument("--name", default=None, help="model name shown in reports (default: --model)")
     p.add_argument("--rescore", action="store_true", help="recompute metrics from saved frames; no model runs")
 
