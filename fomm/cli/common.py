@@ -115,6 +115,19 @@ side = int_range(16, 8192)
 seed = int_range(0, 2**32 - 1)
 
 
+def device_name(text: str) -> str:
+    """argparse ``type=`` for ``--device``: refuses a device torch does not know (``quantum``) at parse time, so the
+    message names the flag; whether it is available here is checked when the model loads. ``auto`` (train) passes."""
+    from fomm.api import parse_device
+
+    if text != "auto":
+        try:
+            parse_device(text)
+        except FommError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--pretrained", metavar="NAME",
@@ -130,7 +143,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint", help="checkpoint file in the authors' format (e.g. vox-cpk.pth.tar)")
     g.add_argument("--random-weights", action="store_true",
                    help="run without a checkpoint (random weights: for smoke tests and benchmarks only)")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    g.add_argument("--device", type=device_name, default="cpu",
+                   help="torch device, e.g. cpu or cuda (default: %(default)s)")
 
 
 def load_model_from_args(args: argparse.Namespace):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fomm.cli.common import port, positive_float, positive_int
+from fomm.cli.common import device_name, port, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="YAML list of extra models: '- {name: mine, config: vox-256, checkpoint: vox-cpk.pth.tar}'")
     g.add_argument("--random-weights", action="store_true",
                    help="also offer --config (default actions-64) with random weights, to try the pipeline")
-    g.add_argument("--device", default="cpu", help="torch device for the models (default: %(default)s)")
+    g.add_argument("--device", type=device_name, default="cpu",
+                   help="torch device for the models (default: %(default)s)")
     lim = p.add_argument_group("limits")
     lim.add_argument("--max-upload-mb", type=positive_float, default=50.0, help="largest upload (default: %(default)s)")
     lim.add_argument("--max-video-seconds", type=positive_float, default=60.0,

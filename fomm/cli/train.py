@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fomm.cli.common import int_range, positive_int, seed
+from fomm.cli.common import device_name, int_range, positive_int, seed
 
 # The entries an inference checkpoint of each model holds (discriminators and optimizer states only train).
 _INFERENCE_PARTS = {"fomm": ("generator", "kp_detector"), "monkeynet": ("generator", "kp_detector"),
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-repeats", type=positive_int, help="train_params.num_repeats")
     p.add_argument("--batch-size", type=positive_int, help="train_params.batch_size (global, over all processes)")
     p.add_argument("--checkpoint-freq", type=positive_int, help="save a checkpoint every N epochs (N >= 1)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--device", type=device_name, default="auto",
+                   help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--workers", type=int_range(0, 256), default=2,
                    help="data loading processes per training process, 0-256 (0: load in the training process)")
     p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default: %(default)s)")
