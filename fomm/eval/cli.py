@@ -22,6 +22,7 @@ from fomm.eval.protocol import (
     copy_source_reconstructor,
     evaluate_reconstruction,
     make_suite,
+    require_scored,
 )
 from fomm.eval.report import compare, markdown
 from fomm.io.atomic import write_text_atomic
@@ -46,6 +47,9 @@ def _add_reconstruction_args(p: argparse.ArgumentParser, top_level: bool) -> Non
     p.add_argument("--size", type=side, default=None, help="resize frames to SIZE x SIZE, 16-8192 (default: native)")
     p.add_argument("--name", default=None, help="model name shown in reports (default: --model)")
     p.add_argument("--rescore", action="store_true", help="recompute metrics from saved frames; no model runs")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 when some videos could not be scored (default: exit 2 unless every video was; a "
+                        "run that scores none always fails)")
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
@@ -106,4 +110,5 @@ def run_eval(args: argparse.Namespace,
         max_videos=args.max_videos,
         size=args.size,
     )
+    require_scored(summary, args.out, allow_failures=getattr(args, "allow_failures", False))
     return markdown(summary)

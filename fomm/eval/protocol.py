@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from fomm.errors import FommError, InputError
 from fomm.eval import metrics as M
-from fomm.perception.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
 from fomm.eval.records import METRICS, clean_json, read_json, write_json
 from fomm.eval.report import write_reports
 from fomm.io.clips import list_videos, read_clip, resize_frames, to_float, to_uint8, video_id, write_frame_folder
+from fomm.perception.backends import EmbeddingBackend, LandmarkBackend, PoseBackend
 
 #: ``reconstruct(source [H,W,3] float32 in [0,1], driving frames) -> generated frames``, one per driving frame.
 Reconstructor = Callable[[np.ndarray, Iterable[np.ndarray]], Iterator[np.ndarray]]
@@ -281,6 +281,30 @@ def evaluate_reconstruction(
     summary["generation"] = {s: sum(1 for g in gen if g["status"] == s) for s in ("ok", "skipped", "failed")}
     write_reports(out_dir, summary, records, lambda vid: _grid_frames(dataset, out_dir, vid, size))
     return summary
+
+
+def require_scored(summary: dict, out_dir: str | Path, allow_failures: bool = False) -> None:
+    """Raise :class:`InputError` unless every video of the run was scored (or some were and ``allow_failures``).
+
+    A run where videos failed still writes its reports, but a mean over the videos that happened to work is not
+    the dataset's number: exiting 0 let scripts and tables take it for one. Partial results are accepted only when
+    asked for; a run that scored nothing is always an error. The message says how many failed and the first
+    reason (each video's reason is in ``metrics.json``).
+    """
+    videos = summary.get("videos") or {}
+    failed = list(videos.get("failed") or [])
+    total, scored = int(videos.get("total") or 0), int(videos.get("scored") or 0)
+    if not failed or (scored and allow_failures):
+        return
+    first = failed[0]
+    reason = str(first.get("error") or "unknown error").strip().splitlines()
+    why = f"first: {first.get('video')}: {reason[0] if reason else 'unknown error'}"
+    where = Path(out_dir) / "metrics.json"
+    if scored == 0:
+        raise InputError(f"no video could be scored ({len(failed)} of {total} failed; {why}); every reason is in "
+                         f"{where}")
+    raise InputError(f"{len(failed)} of {total} videos could not be scored ({why}); the {scored} scored are "
+                     f"reported in {where}: pass --allow-failures to accept partial results")
 
 
 def _grid_frames(dataset: Path, out_dir: Path, vid: str, size: int | None) -> tuple[np.ndarray, np.ndarray]:
