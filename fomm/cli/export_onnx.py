@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fomm.realtime.export import DEFAULT_OPSET, export_onnx
+    from fomm.realtime.export import DEFAULT_OPSET, check_export_dir, export_onnx
 
     opset = DEFAULT_OPSET if args.opset is None else args.opset
+    check_export_dir(args.output)  # before a large model is loaded
     model = load_model_from_args(args)
     sidecar = export_onnx(model, args.output, opset=opset)
     h, w = model.image_size
