@@ -50,6 +50,7 @@ def _add_reconstruction_args(p: argparse.ArgumentParser, top_level: bool) -> Non
     p.add_argument("--allow-failures", action="store_true",
                    help="exit 0 when some videos could not be scored (default: exit 2 unless every video was; a "
                         "run that scores none always fails)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
@@ -109,6 +110,7 @@ def run_eval(args: argparse.Namespace,
         model_name=args.name or args.model,
         max_videos=args.max_videos,
         size=args.size,
+        progress=not getattr(args, "quiet", False),
     )
     require_scored(summary, args.out, allow_failures=getattr(args, "allow_failures", False))
     return markdown(summary)
