@@ -55,11 +55,15 @@ class Bounds(NamedTuple):
 
     def describe(self, kind: str) -> str:
         noun = "an integer" if kind == "int" else "a number"
+
+        def num(v: float) -> str:
+            return str(v) if isinstance(v, int) else f"{v:g}"
+
         if self.low is not None and self.high is not None and not self.low_open:
-            return f"{noun} from {self.low:g} to {self.high:g}"
-        parts = [f"{'>' if self.low_open else '>='} {self.low:g}"] if self.low is not None else []
+            return f"{noun} from {num(self.low)} to {num(self.high)}"
+        parts = [f"{'>' if self.low_open else '>='} {num(self.low)}"] if self.low is not None else []
         if self.high is not None:
-            parts.append(f"<= {self.high:g}")
+            parts.append(f"<= {num(self.high)}")
         return " ".join([noun, " and ".join(parts)]).strip()
 
 
