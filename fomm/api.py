@@ -54,8 +54,23 @@ class LoadedModel:
         return tuple(size)  # type: ignore[return-value]
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, with a misspelt or unknown device (``"quantum"``, ``"cuda:-1"``) as one
+    :class:`FommError` line instead of torch's RuntimeError; whether the device exists here is not checked."""
+    if isinstance(device, torch.device):
+        return device
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type == "meta":  # meta tensors hold no data: nothing could be animated on it
+        raise FommError(f"unknown device '{device}': use cpu, cuda, cuda:N or mps")
+    return dev
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
+    """The torch device for ``device``; :class:`FommError` when it is unknown or not available on this machine."""
+    dev = parse_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FommError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -245,4 +260,5 @@ def load_x2face(config: Any, checkpoint: Any, dev: torch.device, with_discrimina
 
 
 __all__ = ["MODEL_NAMES", "LoadedModel", "guess_model_kind", "load_fomm", "load_model", "load_monkeynet", "load_x2face",
+           "parse_device",
            "matching_bundled_configs", "resolve_device", "state_dict_mismatch"]

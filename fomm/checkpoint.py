@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +46,27 @@ def load_container(path: str | os.PathLike, map_location: str | torch.device = "
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError,
             KeyError, TypeError, IndexError) as exc:
         text = str(exc)
-        if "WeightsUnpickler error:" in text:  # torch's long preamble hides the actual reason
-            text = text[text.index("WeightsUnpickler error:") + len("WeightsUnpickler error:"):]
-        msg = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-        if "Unsupported global" in text:
-            # A real pickle that references Python classes/functions: never executed.
+        found = re.search(r"GLOBAL\s+([\w.]+)", text)
+        if found is not None and "unsupported" in text.lower():
+            # A real pickle that references Python classes/functions: never executed. torch's own message opens
+            # with a paragraph of advice to re-run with weights_only=False, which is exactly what must not happen.
             raise CheckpointError(f"{path}: refusing to load: the file contains Python objects other than tensors "
-                                  f"and plain data ({msg[:160]})") from None
-        raise CheckpointError(f"{path}: cannot read it as a PyTorch checkpoint ({msg[:160]})") from None
+                                  f"and plain data ({found.group(1)}), and fomm never runs code from a checkpoint; "
+                                  "use a checkpoint saved as plain state dicts") from None
+        raise CheckpointError(f"{path}: cannot read it as a PyTorch checkpoint ({_reason(text, exc)})") from None
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(data).__name__}")
     return dict(data)
+
+
+def _reason(text: str, exc: BaseException, limit: int = 200) -> str:
+    """The line of torch's error that says what is wrong, shortened at a word boundary (never mid-word)."""
+    if "WeightsUnpickler error:" in text:  # torch's long preamble hides the actual reason
+        text = text[text.index("WeightsUnpickler error:") + len("WeightsUnpickler error:"):]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(" .,;:") + " ..."
 
 
 def _shape(v: Any) -> tuple[int, ...] | None:
@@ -81,15 +92,46 @@ def state_dict_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any], l
     return problems
 
 
+def first_non_finite(state: Mapping[str, Any]) -> str | None:
+    """Name of the first floating-point tensor in ``state`` holding a NaN or an infinity (None when all are finite)."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return str(key)
+    return None
+
+
+def check_finite(state: Mapping[str, Any], part: str, path: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or inf, naming the first such tensor.
+
+    A diverged training run saves such checkpoints without complaint, and they load fine: every output is then
+    NaN, which becomes an all-black video with no warning (or an average that is NaN everywhere). Checking costs
+    one pass over the weights, far less than loading them.
+    """
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: '{part}' holds non-finite weights (NaN or inf), first in '{bad}'; the "
+                              "checkpoint is broken (a diverged training run?): use an earlier one")
+
+
+def require_finite(container: Mapping[str, Any], parts: Sequence[str], path: str | os.PathLike) -> None:
+    """:func:`check_finite` for each state dict ``container[part]`` (parts that are absent or not dicts are skipped)."""
+    for part in parts:
+        state = container.get(part)
+        if isinstance(state, Mapping):
+            check_finite(state, part, path)
+
+
 def load_state_dict_strict(module: nn.Module, state: Mapping[str, Any], part: str, path: str | os.PathLike,
                            hint: Callable[[], str] | None = None) -> None:
-    """``module.load_state_dict(state, strict=True)`` with a user-level error naming the first mismatches."""
+    """``module.load_state_dict(state, strict=True)`` with a user-level error naming the first mismatches; weights
+    holding NaN or inf are refused (:func:`check_finite`)."""
     expected = module.state_dict()
     problems = state_dict_mismatch(expected, state)
     if problems:
         extra = hint() if hint is not None else ""
         raise CheckpointError(f"{path}: '{part}' does not fit the chosen config: {'; '.join(problems)}"
                               + (f". {extra}" if extra else ""))
+    check_finite(state, part, path)
     module.load_state_dict(state, strict=True)
 
 

@@ -8,10 +8,11 @@ user configs never make loading fail.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import yaml
 
@@ -40,12 +41,189 @@ _SCALAR_CHECKS = {
 }
 
 
+class Bounds(NamedTuple):
+    """The accepted range of a numeric config value (``None``: unbounded on that side)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # ``> low`` rather than ``>= low``
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe(self, kind: str) -> str:
+        noun = "an integer" if kind == "int" else "a number"
+
+        def num(v: float) -> str:
+            return str(v) if isinstance(v, int) else f"{v:g}"
+
+        if self.low is not None and self.high is not None and not self.low_open:
+            return f"{noun} from {num(self.low)} to {num(self.high)}"
+        parts = [f"{'>' if self.low_open else '>='} {num(self.low)}"] if self.low is not None else []
+        if self.high is not None:
+            parts.append(f"<= {num(self.high)}")
+        return " ".join([noun, " and ".join(parts)]).strip()
+
+
+POSITIVE = Bounds(0, None, low_open=True)
+AT_LEAST_ONE = Bounds(1)
+NON_NEGATIVE = Bounds(0)
+
+#: The accepted range of every numeric model parameter, by key. The names mean the same thing in the FOMM,
+#: Monkey-Net and X2Face configs. A negative width or depth used to reach torch (a traceback from a conv layer);
+#: the upper bounds are far above any published config and stop a typo from allocating a model no machine holds.
+PARAM_RANGES: dict[str, Bounds] = {
+    "num_kp": Bounds(1, 256),
+    "num_channels": Bounds(1, 4),
+    "block_expansion": Bounds(1, 1024),
+    "max_features": Bounds(1, 16384),
+    "num_blocks": Bounds(1, 16),
+    "num_down_blocks": Bounds(0, 8),
+    "num_bottleneck_blocks": Bounds(0, 64),
+    "num_refinement_blocks": Bounds(0, 64),
+    "num_group_blocks": Bounds(0, 64),
+    "temperature": POSITIVE,
+    "scale_factor": Bounds(0, 1, low_open=True),
+    "kp_variance": POSITIVE,
+    "clip_variance": POSITIVE,
+    "norm_const": POSITIVE,
+    "pad": Bounds(0, 64),
+    "ngf": Bounds(1, 1024),
+    "inner_nc": Bounds(1, 16384),
+    "input_num_channels": Bounds(1, 4),
+}
+
+
+def check_number(value: Any, kind: str, key: str, where: str, bounds: Bounds | None = None,
+                 numeric_strings: bool = False) -> Any:
+    """``value`` if it is a ``kind`` (``"bool"``, ``"int"``, ``"float"``) within ``bounds``; else a
+    :class:`ConfigError` naming ``where``, the key and the accepted values. Returns the value (a float when
+    ``numeric_strings`` let a string such as ``"2e-4"`` through: PyYAML reads exponents without a dot as strings,
+    and the trainer always converted them, so such configs keep working)."""
+    ok = _SCALAR_CHECKS[kind][0](value)
+    if not ok and numeric_strings and kind == "float" and isinstance(value, str):
+        try:
+            value, ok = float(value), True
+        except ValueError:
+            pass
+    if ok and kind == "float" and not math.isfinite(value):
+        ok = False  # nan/inf pass every comparison test below, and are never a sensible setting
+    accepted = bounds.describe(kind) if bounds is not None else _SCALAR_CHECKS[kind][1]
+    if not ok:
+        extra = f" (accepted: {accepted})" if bounds is not None else ""
+        raise ConfigError(f"{where}: {key} must be {_SCALAR_CHECKS[kind][1]}, got {value!r}{extra}")
+    if bounds is not None and not bounds.contains(value):
+        raise ConfigError(f"{where}: {key} must be {accepted}, got {value!r}")
+    return value
+
+
+def check_fields(cls: type, values: dict[str, Any], where: str) -> None:
+    """Type- and range-check the scalar fields of dataclass ``cls`` present in ``values`` (the YAML mapping), by the
+    field's annotation (``int``, ``float``, ``bool``, optionally ``| None``) and :data:`PARAM_RANGES`. Fields of
+    other types (lists, nested sections, ``str | float`` unions) are left to their own checks, except that a
+    number given for a numeric union (Monkey-Net's ``kp_variance: 0.01``) is range-checked too."""
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        kind = str(f.type)
+        if kind.endswith(" | None"):
+            if value is None:
+                continue
+            kind = kind[: -len(" | None")]
+        bounds = PARAM_RANGES.get(f.name)
+        if kind not in _SCALAR_CHECKS:
+            if bounds is None or not _SCALAR_CHECKS["float"][0](value):
+                continue
+            kind = "float"
+        check_number(value, kind, f.name, where, bounds)
+
+
+def check_shape(value: Any, key: str, where: str) -> tuple[int, int, int]:
+    """A frame shape ``[H, W, C]``: sides 16-8192 pixels, 1-4 channels. ``frame_shape: "abc"`` used to end in a
+    ValueError from ``int()``; ``[0, 0, 3]`` deep inside a conv layer."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ConfigError(f"{where}: {key} must be [H, W, C] (three integers, e.g. [256, 256, 3]), got {value!r}")
+    h, w, c = value
+    if not (16 <= h <= 8192 and 16 <= w <= 8192 and 1 <= c <= 4):
+        raise ConfigError(f"{where}: {key} must be [H, W, C] with H and W from 16 to 8192 and C from 1 to 4, "
+                          f"got {list(value)}")
+    return (h, w, c)
+
+
+def _check_number_list(value: Any, key: str, where: str, kind: str, bounds: Bounds) -> None:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: {key} must be a list of numbers ({bounds.describe(kind)} each), got {value!r}")
+    for i, v in enumerate(value):
+        check_number(v, kind, f"{key}[{i}]", where, bounds)
+
+
+#: ``train_params`` scalars every trainer reads, with their types and ranges (``lr*`` keys: see check_train_params)
+TRAIN_SCALARS: dict[str, tuple[str, Bounds | None]] = {
+    "num_epochs": ("int", Bounds(1, 100_000)),
+    "num_repeats": ("int", Bounds(1, 1_000_000)),
+    "batch_size": ("int", Bounds(1, 65_536)),
+    "checkpoint_freq": ("int", AT_LEAST_ONE),
+    "ssim_weight": ("float", NON_NEGATIVE),
+    "detach_kp_generator": ("bool", None),
+    "detach_kp_discriminator": ("bool", None),
+}
+#: ``train_params.transform_params`` (the equivariance losses' random warps)
+TRANSFORM_SCALARS: dict[str, tuple[str, Bounds]] = {
+    "sigma_affine": ("float", NON_NEGATIVE),
+    "sigma_tps": ("float", NON_NEGATIVE),
+    "points_tps": ("int", Bounds(1, 64)),
+}
+
+
+def check_train_params(tp: Any, where: str) -> None:
+    """Type- and range-check a config's ``train_params`` where the YAML is read (FOMM, Monkey-Net and X2Face share
+    these keys), so ``num_epochs: "many"`` or ``checkpoint_freq: 0`` is one line before a run starts rather than a
+    ValueError (or a silently wrong run) inside the trainer. Unknown keys are left alone: newer or model-specific
+    options must not make an older config fail. Numeric strings (``lr: 2e-4``) are converted in place."""
+    if tp is None:
+        return
+    if not isinstance(tp, dict):
+        raise ConfigError(f"{where}: train_params must be a mapping, got {type(tp).__name__}")
+    at = f"{where}: train_params"
+    for key, (kind, bounds) in TRAIN_SCALARS.items():
+        if key in tp:
+            tp[key] = check_number(tp[key], kind, key, at, bounds, numeric_strings=True)
+    for key in tp:
+        if key == "lr" or key.startswith("lr_"):
+            # A learning rate above 10 only ever diverges; 0 trains nothing and hides it.
+            tp[key] = check_number(tp[key], "float", key, at, Bounds(0, 10, low_open=True), numeric_strings=True)
+    if tp.get("epoch_milestones") is not None:
+        _check_number_list(tp["epoch_milestones"], "epoch_milestones", at, "int", NON_NEGATIVE)
+    if tp.get("scales") is not None:
+        _check_number_list(tp["scales"], "scales", at, "float", Bounds(0, 1, low_open=True))
+    weights = tp.get("loss_weights")
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise ConfigError(f"{at}: loss_weights must be a mapping of loss name to weight, got {weights!r}")
+        for name, w in weights.items():
+            if isinstance(w, list):
+                _check_number_list(w, f"loss_weights.{name}", at, "float", NON_NEGATIVE)
+            else:
+                check_number(w, "float", f"loss_weights.{name}", at, NON_NEGATIVE)
+    transform = tp.get("transform_params")
+    if transform is not None:
+        if not isinstance(transform, dict):
+            raise ConfigError(f"{at}: transform_params must be a mapping, got {transform!r}")
+        for key, (kind, bounds) in TRANSFORM_SCALARS.items():
+            if key in transform:
+                check_number(transform[key], kind, f"transform_params.{key}", at, bounds)
+
+
 def _build(cls: type, data: dict[str, Any] | None, where: str):
     known, extra = _split_known(cls, data, where)
-    for f in dataclasses.fields(cls):
-        check = _SCALAR_CHECKS.get(str(f.type))
-        if check is not None and f.name in known and not check[0](known[f.name]):
-            raise ConfigError(f"config section '{where}': {f.name} must be {check[1]}, got {known[f.name]!r}")
+    check_fields(cls, known, f"config section '{where}'")
+    if cls is DiscriminatorParams and known.get("scales") is not None:
+        _check_number_list(known["scales"], "scales", f"config section '{where}'", "float",
+                           Bounds(0, 1, low_open=True))
     try:
         obj = cls(**known)
     except TypeError as exc:  # a required key is missing
@@ -192,6 +370,9 @@ class FommConfig:
                 raise ConfigError(f"{source or name}: section '{key}' must be a mapping")
             sections[key] = value
         extra = {k: v for k, v in data.items() if k not in sections and k != "model_params"}
+        if "frame_shape" in sections["dataset_params"]:
+            check_shape(sections["dataset_params"]["frame_shape"], "dataset_params.frame_shape", source or name)
+        check_train_params(sections["train_params"], source or name)
         cfg = cls(model_params=model, name=name, source=source, extra=extra, **sections)
         h, w, c = cfg.frame_shape
         if c != model.common_params.num_channels:
@@ -205,7 +386,10 @@ class FommConfig:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         data = read_yaml(path, "config")
-        return cls.from_dict(data, name=path.stem, source=str(path))
+        try:
+            return cls.from_dict(data, name=path.stem, source=str(path))
+        except ConfigError as err:  # messages about one section do not name the file; the user needs to know which
+            raise ConfigError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The config in the original YAML schema (extras merged back)."""

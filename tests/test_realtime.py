@@ -282,13 +282,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(argv: list[str]) -> int:
     """``fomm ...`` with export-onnx registered (main.py's SUBCOMMANDS gets it when the lead integrates the branch);
-    main() turns FommError into exit code 2, so route our parser through it."""
+    main() turns FommError into exit code 2, so route our parser through it. Options out of range are refused by
+    argparse itself (exit 2 via SystemExit), which a shell sees the same way."""
     import fomm.cli.main as cli_main
 
     orig = cli_main.build_parser
     cli_main.build_parser = _parser
     try:
         return cli_main.main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     finally:
         cli_main.build_parser = orig
 

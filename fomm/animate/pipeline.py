@@ -41,7 +41,7 @@ from fomm.animate.stages import (
     run_stages,
 )
 from fomm.crop.boxes import DEFAULT_INCREASE
-from fomm.errors import InputError
+from fomm.errors import FommError, InputError
 from fomm.io.image import read_image, tensor_to_uint8
 from fomm.io.reading import frame_times, iter_frames, probe_video
 from fomm.io.writing import check_output_path, open_writer
@@ -245,6 +245,23 @@ def animate_video(model: Any, source: str | os.PathLike | np.ndarray, driving: s
                            best_frame=best_frame or 0, crop=plan.crop)
 
 
+def check_finite_prediction(prediction: Any, index: int) -> None:
+    """Stop at the first frame whose prediction holds NaN or inf.
+
+    Converting to uint8 turns NaN into 0, so broken weights (or an fp16 overflow) would otherwise write an all-black
+    video and report success. The first such frame is an error rather than a warning: the frames after it come
+    from the same weights, and a partly black video is no more use than none. Nothing is left written (the writer
+    removes its temporary file when the error passes through it). The check is one reduction per frame, on a tensor
+    the uint8 conversion has already synchronised.
+    """
+    import torch
+
+    if isinstance(prediction, torch.Tensor) and not bool(torch.isfinite(prediction).all()):
+        raise FommError(f"the model produced non-finite values (NaN or inf) at frame {index}, so the video would be "
+                        "black; its weights are broken (a diverged checkpoint?) or overflow (with --precision "
+                        "bf16/fp16, try fp32); nothing was written")
+
+
 def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: list[Stage], context: StageContext,
            view_sinks: dict[str, Any], opts: AnimationOptions,
            times: Sequence[float] | None = None) -> tuple[int, bool]:
@@ -262,6 +279,7 @@ def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: li
 
     def emit(outputs: FrameOutputs) -> None:
         nonlocal count
+        check_finite_prediction(outputs.prediction, count)
         for i, frame in enumerate(tensor_to_uint8(outputs.prediction)):
             one = outputs[i]
             out = run_stages(stages, frame, one)

@@ -7,7 +7,15 @@ import contextlib
 import sys
 from pathlib import Path
 
-from fomm.cli.common import add_model_options, load_model_from_args, parse_size
+from fomm.cli.common import (
+    RangeType,
+    add_model_options,
+    batch_size,
+    fraction,
+    load_model_from_args,
+    nonneg_int,
+    parse_size,
+)
 from fomm.cli.composite import add_composite_options, composite_options_from_args
 from fomm.cli.depth import add_depth_options, depth_options_from_args
 from fomm.cli.safety import animate_inputs
@@ -33,16 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="animate only the face of a full-size photo and paste it back (output at the photo's "
                            "size); the driving video is cropped around its face the same way (needs dlib or "
                            "OpenCV: pip install 'fomm[crop]')")
-    crop.add_argument("--crop-increase", type=float, default=None, metavar="F",
-                      help="margin around each face per side, as a fraction of the face size (default: 0.5)")
-    crop.add_argument("--feather", type=float, default=0.1, metavar="F",
+    crop.add_argument("--crop-increase", type=RangeType(float, 0, 5), default=None, metavar="F",
+                      help="margin around each face per side, as a fraction of the face size, 0-5 (default: 0.5)")
+    crop.add_argument("--feather", type=fraction(0, 0.5), default=0.1, metavar="F",
                       help="soft edge of the pasted face, as a fraction of the crop size, 0-0.5 (default: 0.1)")
     motion = p.add_argument_group("motion")
     motion.add_argument("--absolute", action="store_true",
                         help="absolute keypoints instead of relative motion (only for the same person)")
     motion.add_argument("--no-adapt-scale", action="store_true",
                         help="do not adapt the movement scale to the size of the source face")
-    motion.add_argument("--best-frame", type=int, default=None, metavar="N",
+    motion.add_argument("--best-frame", type=nonneg_int, default=None, metavar="N",
                         help="driving frame whose pose matches the source (reference for relative motion)")
     motion.add_argument("--find-best-frame", action="store_true",
                         help="find that frame by face landmarks (dlib; pip install 'fomm[landmarks]')")
@@ -52,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "source's depth estimated once and moved with the animation, so it does not flicker")
     add_composite_options(p, "compositing (uses the depth pass above; see fomm composite)")
     run = p.add_argument_group("run")
-    run.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
+    run.add_argument("--batch-size", type=batch_size, default=4,
+                     help="driving frames per forward pass, 1-1024 (default: 4)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                      help="inference engine: torch, or onnx = ONNX Runtime (pip install 'fomm[onnx]')")

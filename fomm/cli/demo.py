@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.cli.common import device_name, port, positive_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="web demo in the browser (Gradio)",
                        description="Start the Gradio demo. The model picker lists the installed shipped models plus "
                                    "those given here. Needs: pip install 'fomm[demo]'.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=None, help="port (default: 7860, or the next free one)")
+    p.add_argument("--port", type=port, default=None, help="port, 1-65535 (default: 7860, or the next free one)")
     p.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     g = p.add_argument_group("models (besides the shipped ones)")
     g.add_argument("--config", help="bundled config name or YAML of an extra model (with --checkpoint)")
@@ -19,13 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="YAML list of extra models: '- {name: mine, config: vox-256, checkpoint: vox-cpk.pth.tar}'")
     g.add_argument("--random-weights", action="store_true",
                    help="also offer --config (default actions-64) with random weights, to try the pipeline")
-    g.add_argument("--device", default="cpu", help="torch device for the models (default: %(default)s)")
+    g.add_argument("--device", type=device_name, default="cpu",
+                   help="torch device for the models (default: %(default)s)")
     lim = p.add_argument_group("limits")
-    lim.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload (default: %(default)s)")
-    lim.add_argument("--max-video-seconds", type=float, default=60.0,
+    lim.add_argument("--max-upload-mb", type=positive_float, default=50.0, help="largest upload (default: %(default)s)")
+    lim.add_argument("--max-video-seconds", type=positive_float, default=60.0,
                      help="longest driving video (default: %(default)s)")
-    lim.add_argument("--queue-size", type=int, default=8, help="jobs waiting at most (default: %(default)s)")
-    lim.add_argument("--concurrency", type=int, default=1, help="jobs running at once (default: %(default)s)")
+    lim.add_argument("--queue-size", type=positive_int, default=8, help="jobs waiting at most (default: %(default)s)")
+    lim.add_argument("--concurrency", type=positive_int, default=1, help="jobs running at once (default: %(default)s)")
     p.set_defaults(func=main)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.cli.common import batch_size, device_name
 from fomm.cli.safety import refuse_eval_overwrite
 from fomm.families import family_names
 
@@ -11,8 +12,8 @@ from fomm.families import family_names
 def _add_model_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relative", action="store_true",
                    help="relative keypoint motion (default: absolute, as in the papers' protocol)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", type=device_name, default="cpu", help="torch device: cpu, cuda, cuda:N, mps")
+    p.add_argument("--batch-size", type=batch_size, default=8, help="frames per forward pass, 1-1024 (default: 8)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fomm.cli.common import add_model_options, load_model_from_args
+from fomm.cli.common import add_model_options, int_range, load_model_from_args
 from fomm.cli.safety import model_inputs
 
 
@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "JSON sidecar. Use the folder with 'fomm animate --backend onnx --onnx-dir DIR'.")
     add_model_options(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the .onnx files and sidecar")
-    p.add_argument("--opset", type=int, default=None,
+    p.add_argument("--opset", type=int_range(16, 19, message="opset {text} is not supported: use {range} (GridSample "
+                                                                "needs >= 16)"),
+                   default=None,
                    help="ONNX opset, 16-19 (default: 17; GridSample needs >= 16, TensorRT samples >= 20 "
                         "with nearest neighbours)")
     p.set_defaults(func=main)
@@ -24,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from fomm.io.atomic import refuse_input_overwrite
-    from fomm.realtime.export import DEFAULT_OPSET, GRAPH_FILES, SIDECAR, export_onnx
+    from fomm.realtime.export import DEFAULT_OPSET, GRAPH_FILES, SIDECAR, check_export_dir, export_onnx
 
     opset = DEFAULT_OPSET if args.opset is None else args.opset
+    check_export_dir(args.output)  # before a large model is loaded
     # The export folder may hold the checkpoint; only the graph files and the sidecar in it are replaced.
     refuse_input_overwrite([Path(args.output) / name for name in (*GRAPH_FILES.values(), SIDECAR)],
                            model_inputs(args), folders=args.output)

@@ -21,8 +21,20 @@ from fomm.interrupt import Terminated, signals_as_interrupts
 SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo, _depth, _composite]
 
 
+class FommArgumentParser(argparse.ArgumentParser):
+    """argparse with fomm's error style: one ``fomm: error: ...`` line pointing at the subcommand's ``--help``.
+
+    argparse's own ``error`` prints the whole usage block first, ten lines that bury the one that says what is
+    wrong. Subparsers inherit this class (``add_subparsers`` makes them with ``type(self)``), and each knows its own
+    ``prog`` (``fomm animate``), so the hint names the right help page.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"fomm: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fomm", description="First Order Motion Model toolkit")
+    parser = FommArgumentParser(prog="fomm", description="First Order Motion Model toolkit")
     parser.add_argument("--version", action="version", version=f"fomm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

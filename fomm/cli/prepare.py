@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.cli.common import RangeType, int_range, positive_int, side
 from fomm.cli.safety import crop_outputs
 from fomm.crop.boxes import DEFAULT_INCREASE
 
@@ -17,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", required=True, help="folder of raw videos named by their YouTube id")
     p.add_argument("-o", "--out", required=True, help="output dataset folder (train/ and test/ are created)")
     p.add_argument("--format", choices=("mp4", "png"), default="mp4")
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--size", type=side, default=256, help="output side in pixels, 16-8192 (default: %(default)s)")
+    p.add_argument("--workers", type=int_range(1, 256), default=1,
+                   help="processes decoding videos in parallel, 1-256 (default: %(default)s: in this process)")
     p.add_argument("--out-of-frame", choices=("clamp", "pad"), default="clamp",
                    help="boxes running past the frame: clamp to the frame (original tool) or pad with black")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -40,10 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the face is lost, and writes one cropped clip per segment, with audio.")
     c.add_argument("--video", required=True)
     c.add_argument("-o", "--output", required=True, help="output .mp4 (several segments: NAME_00.mp4, ...)")
-    c.add_argument("--size", type=int, default=256)
-    c.add_argument("--increase", type=float, default=DEFAULT_INCREASE,
-                   help="grow the face box by this fraction per side (default: %(default)s, whole head with margin)")
-    c.add_argument("--min-frames", type=int, default=8, help="drop segments shorter than this")
+    c.add_argument("--size", type=side, default=256, help="crop side in pixels, 16-8192 (default: %(default)s)")
+    c.add_argument("--increase", type=RangeType(float, 0, 5), default=DEFAULT_INCREASE,
+                   help="grow the face box by this fraction per side, 0-5 (default: %(default)s, whole head with "
+                        "margin)")
+    c.add_argument("--min-frames", type=positive_int, default=8, help="drop segments shorter than this (>= 1)")
     c.add_argument("-q", "--quiet", action="store_true")
     c.set_defaults(func=run_crop)
 

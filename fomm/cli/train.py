@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.cli.common import device_name, int_range, positive_int, seed
 from fomm.cli.safety import train_outputs
 
 # The entries an inference checkpoint of each model holds (discriminators and optimizer states only train).
@@ -25,18 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                    help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
     p.add_argument("--init-checkpoint", help="start from these weights with fresh optimizers (fine-tuning)")
-    p.add_argument("--epochs", type=int, help="train_params.num_epochs")
-    p.add_argument("--num-repeats", type=int, help="train_params.num_repeats")
-    p.add_argument("--batch-size", type=int, help="train_params.batch_size (global, over all processes)")
-    p.add_argument("--checkpoint-freq", type=int, help="save a checkpoint every N epochs")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, help="train_params.num_epochs")
+    p.add_argument("--num-repeats", type=positive_int, help="train_params.num_repeats")
+    p.add_argument("--batch-size", type=positive_int, help="train_params.batch_size (global, over all processes)")
+    p.add_argument("--checkpoint-freq", type=positive_int, help="save a checkpoint every N epochs (N >= 1)")
+    p.add_argument("--device", type=device_name, default="auto",
+                   help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--workers", type=int_range(0, 256), default=2,
+                   help="data loading processes per training process, 0-256 (0: load in the training process)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default: %(default)s)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA, off on CPU)")
-    p.add_argument("--visualize-every", type=int, default=None, metavar="STEPS",
+    p.add_argument("--visualize-every", type=positive_int, default=None, metavar="STEPS",
                    help="write a PNG grid every N iterations (default: once per epoch)")
-    p.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--max-steps-per-epoch", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 

@@ -172,6 +172,9 @@ def parse_metadata(lines: Iterable[str], kind: Kind, source: str = "metadata") -
 def load_metadata(path: str | Path, kind: Kind) -> MetadataReport:
     """Read and parse a metadata CSV file; see :func:`parse_metadata`."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"metadata {path} is a folder, not a file; pass the path of the CSV itself "
+                         "(vox-metadata.csv or taichi-metadata.csv)")
     if not path.is_file():
         raise InputError(f"metadata file {path} not found; pass the path to vox-metadata.csv or taichi-metadata.csv")
     try:

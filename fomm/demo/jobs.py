@@ -141,6 +141,14 @@ def _strip_path(err: Exception, path: Path) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
+def _hide_paths(text: str, names: dict[Path, str]) -> str:
+    """``text`` with each server-side path replaced by what it is to the user (longest paths first, so a file
+    inside the job folder is not half-replaced)."""
+    for path, name in sorted(names.items(), key=lambda item: -len(str(item[0]))):
+        text = text.replace(str(path), name)
+    return text
+
+
 # ------------------------------------------------------------------------------------------------- keypoints
 
 
@@ -229,9 +237,15 @@ def run_job(model: LoadedModel, source_path: Path, driving_path: Path, job_dir: 
     source = check_source(source_path, limits)
     info = check_driving(driving_path, limits)
     options = options.replace(progress=progress, auto_crop=options.auto_crop and auto_crop_available())
-    result = animate_video(model, source, driving_path, job_dir / "result.mp4", options)
     preview = job_dir / "preview.mp4"
-    write_preview(model, source, driving_path, result.output, preview, info, progress=progress)
+    try:
+        result = animate_video(model, source, driving_path, job_dir / "result.mp4", options)
+        write_preview(model, source, driving_path, result.output, preview, info, progress=progress)
+    except InputError as err:
+        # A video that probes fine can still end early while it is decoded; the message then names the file by
+        # its server-side path, which means nothing to the user and tells a stranger about the server.
+        raise InputError(_hide_paths(str(err), {driving_path: "the driving video", source_path: "the source image",
+                                                job_dir: "the job folder"})) from None
     h, w = result.size
     audio = "with the driving audio" if result.has_audio else "no audio in the driving video"
     best = f", reference frame {result.best_frame}" if options.find_best_frame else ""

@@ -14,6 +14,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from fomm.cli.common import positive_int, side
 from fomm.errors import FommError
 from fomm.eval.protocol import (
     METRIC_KINDS,
@@ -21,6 +22,7 @@ from fomm.eval.protocol import (
     copy_source_reconstructor,
     evaluate_reconstruction,
     make_suite,
+    require_scored,
 )
 from fomm.eval.report import compare, markdown
 from fomm.io.atomic import write_text_atomic
@@ -41,10 +43,14 @@ def _add_reconstruction_args(p: argparse.ArgumentParser, top_level: bool) -> Non
     p.add_argument("--metrics", choices=METRIC_KINDS, default="pixels",
                    help="pixels: L1; faces: L1, AKD, AED (dlib); bodies: L1, AKD, MKR (mediapipe)")
     p.add_argument("--landmarks", choices=("dlib", "face-alignment"), default="dlib", help="face landmark backend")
-    p.add_argument("--max-videos", type=int, default=None)
-    p.add_argument("--size", type=int, default=None, help="resize frames to SIZE x SIZE (default: native)")
+    p.add_argument("--max-videos", type=positive_int, default=None, help="score only the first N videos (N >= 1)")
+    p.add_argument("--size", type=side, default=None, help="resize frames to SIZE x SIZE, 16-8192 (default: native)")
     p.add_argument("--name", default=None, help="model name shown in reports (default: --model)")
     p.add_argument("--rescore", action="store_true", help="recompute metrics from saved frames; no model runs")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 when some videos could not be scored (default: exit 2 unless every video was; a "
+                        "run that scores none always fails)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
@@ -104,5 +110,7 @@ def run_eval(args: argparse.Namespace,
         model_name=args.name or args.model,
         max_videos=args.max_videos,
         size=args.size,
+        progress=not getattr(args, "quiet", False),
     )
+    require_scored(summary, args.out, allow_failures=getattr(args, "allow_failures", False))
     return markdown(summary)

@@ -283,6 +283,30 @@ def evaluate_reconstruction(
     return summary
 
 
+def require_scored(summary: dict, out_dir: str | Path, allow_failures: bool = False) -> None:
+    """Raise :class:`InputError` unless every video of the run was scored (or some were and ``allow_failures``).
+
+    A run where videos failed still writes its reports, but a mean over the videos that happened to work is not
+    the dataset's number: exiting 0 let scripts and tables take it for one. Partial results are accepted only when
+    asked for; a run that scored nothing is always an error. The message says how many failed and the first
+    reason (each video's reason is in ``metrics.json``).
+    """
+    videos = summary.get("videos") or {}
+    failed = list(videos.get("failed") or [])
+    total, scored = int(videos.get("total") or 0), int(videos.get("scored") or 0)
+    if not failed or (scored and allow_failures):
+        return
+    first = failed[0]
+    reason = str(first.get("error") or "unknown error").strip().splitlines()
+    why = f"first: {first.get('video')}: {reason[0] if reason else 'unknown error'}"
+    where = Path(out_dir) / "metrics.json"
+    if scored == 0:
+        raise InputError(f"no video could be scored ({len(failed)} of {total} failed; {why}); every reason is in "
+                         f"{where}")
+    raise InputError(f"{len(failed)} of {total} videos could not be scored ({why}); the {scored} scored are "
+                     f"reported in {where}: pass --allow-failures to accept partial results")
+
+
 def _grid_frames(dataset: Path, out_dir: Path, vid: str, size: int | None) -> tuple[np.ndarray, np.ndarray]:
     path = next(p for p in list_videos(dataset) if video_id(p) == vid)
     return _load_real(path, size), read_generated(out_dir, vid)

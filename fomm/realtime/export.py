@@ -142,6 +142,16 @@ def _require_onnx() -> None:
         raise FommError("ONNX export needs the 'onnx' package: pip install 'fomm[onnx]'") from None
 
 
+def check_export_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` as a Path; :class:`OutputError` when it names an existing file. mkdir would say only "File
+    exists", which does not tell the user that ``-o`` names the export's folder rather than a file."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file, but an ONNX export is a folder (three .onnx graphs and a sidecar): "
+                          "pass a folder path to -o")
+    return out
+
+
 def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """Export ``model`` (a FOMM :class:`~fomm.api.LoadedModel`) into ``out_dir`` and return the sidecar path.
 
@@ -162,7 +172,7 @@ def export_onnx(model: Any, out_dir: str | os.PathLike, opset: int = DEFAULT_OPS
         raise ConfigError("ONNX export needs a generator with a dense-motion network (dense_motion_params in the "
                           "config); every released FOMM config has one")
     _require_onnx()
-    out = Path(out_dir)
+    out = check_export_dir(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".probe", delete=True)

@@ -50,7 +50,9 @@ def choose_providers(device: str = "cpu", available: Sequence[str] | None = None
     Raises:
         FommError: a device other than cpu or cuda.
     """
-    kind = torch.device(device).type
+    from fomm.api import parse_device
+
+    kind = parse_device(device).type
     if kind == "cpu":
         return ["CPUExecutionProvider"], None
     if kind != "cuda":
@@ -73,6 +75,28 @@ def select_providers(device: str = "cpu") -> list[str]:
     if note is not None:
         raise FommError("--device cuda with the ONNX backend needs onnxruntime-gpu: pip install 'fomm[gpu]'")
     return providers
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_sidecar(meta: dict[str, Any], sidecar: Path) -> None:
+    """Type- and range-check the sidecar fields the runtime reads, so a hand-edited or damaged file (``image_size:
+    "big"``) is one line saying to re-export rather than a ValueError from ``int()`` or a wrong-sized run."""
+    size = meta.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v, 16, 8192) for v in size)):
+        raise InputError(f"{sidecar}: image_size must be [H, W] with each side an integer from 16 to 8192, got "
+                         f"{size!r}; re-export the model")
+    if not _is_int(meta.get("num_channels"), 1, 4):
+        raise InputError(f"{sidecar}: num_channels must be an integer from 1 to 4, got {meta.get('num_channels')!r}; "
+                         "re-export the model")
+    if not isinstance(meta.get("has_jacobian"), bool):
+        raise InputError(f"{sidecar}: has_jacobian must be true or false, got {meta.get('has_jacobian')!r}; "
+                         "re-export the model")
+    graphs = meta.get("graphs")
+    if not (isinstance(graphs, dict) and graphs and all(isinstance(g, dict) for g in graphs.values())):
+        raise InputError(f"{sidecar}: 'graphs' must map each graph name to its files and names; re-export the model")
 
 
 class OnnxModel:
@@ -112,6 +136,7 @@ class OnnxModel:
         if version not in READABLE_FORMAT_VERSIONS:
             raise InputError(f"{sidecar}: ONNX export format version {version!r} is not one this fomm reads "
                              f"({', '.join(map(str, READABLE_FORMAT_VERSIONS))}); re-export the model with this fomm")
+        _check_sidecar(meta, sidecar)
         self.meta: dict[str, Any] = meta
         self.image_size: tuple[int, int] = (int(meta["image_size"][0]), int(meta["image_size"][1]))
         if image_size is not None and tuple(image_size) != self.image_size:

@@ -41,7 +41,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from fomm.checkpoint import atomic_save, load_container, load_state_dict_strict, state_dict_mismatch
+from fomm.checkpoint import atomic_save, load_container, load_state_dict_strict, require_finite, state_dict_mismatch
 from fomm.errors import CheckpointError, ConfigError, FommError, InputError, OutputError
 
 CHECKPOINT_RE = re.compile(r"^(\d{8})-checkpoint\.pth\.tar$")
@@ -164,6 +164,7 @@ def _load_parts(src: str | os.PathLike, keep: tuple[str, ...]) -> dict[str, Any]
     missing = [k for k in keep if k not in container]
     if missing:
         raise CheckpointError(f"{src}: no {', '.join(missing)} entry to keep")
+    require_finite(container, keep, src)  # a NaN would spread to every averaged weight, silently
     return container
 
 

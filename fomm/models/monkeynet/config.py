@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fomm.config import read_yaml
+from fomm.config import check_fields, check_shape, check_train_params, read_yaml
 from fomm.errors import ConfigError
 
 # 'matrix' (full 2x2 covariance) or a fixed float variance. The original's 'single' (one scalar per keypoint) is
@@ -34,6 +34,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where} has unknown key(s) {unknown}; allowed keys are {sorted(names)}")
+    # Types and ranges first: the dataclass takes any value, and a negative width would fail inside torch.
+    check_fields(cls, data, where)
     try:
         return cls(**data)
     except TypeError as err:  # a required key is missing
@@ -243,7 +245,13 @@ class MonkeyNetConfig:
         if not isinstance(transfer, dict):
             raise ConfigError("transfer_params must be a mapping; check the Monkey-Net YAML")
         norm = _build(NormalizationParams, transfer.get("normalization_params"), "transfer_params.normalization_params")
-        shape = (d.get("dataset_params") or {}).get("image_shape")
+        dataset = d.get("dataset_params") or {}
+        if not isinstance(dataset, dict):
+            raise ConfigError("dataset_params must be a mapping; check the Monkey-Net YAML")
+        shape = dataset.get("image_shape")
+        if shape is not None:
+            shape = check_shape(shape, "dataset_params.image_shape", "Monkey-Net config")
+        check_train_params(d.get("train_params"), "Monkey-Net config")
         return cls(model_params=ModelParams.from_dict(d["model_params"]), normalization_params=norm,
                    image_shape=tuple(int(s) for s in shape) if shape is not None else None, raw=d)
 

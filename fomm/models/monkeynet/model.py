@@ -15,7 +15,7 @@ import torch
 from scipy.spatial import ConvexHull
 from torch import nn
 
-from fomm.checkpoint import load_container
+from fomm.checkpoint import check_finite, load_container
 from fomm.errors import CheckpointError, InputError
 from fomm.models.monkeynet.config import MonkeyNetConfig, NormalizationParams
 from fomm.models.monkeynet.generator import Discriminator, MotionTransferGenerator
@@ -72,6 +72,7 @@ def _strict_load(module: nn.Module, state: Any, name: str, path: Path) -> None:
                          f"({len(wrong)} in all)")
         raise CheckpointError(f"{path}: '{name}' does not fit the config: " + "; ".join(parts)
                               + "; use the config the checkpoint was trained with")
+    check_finite(state, name, path)
     module.load_state_dict(state, strict=True)
 
 

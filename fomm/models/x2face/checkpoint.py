@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from fomm.checkpoint import atomic_save, load_container
+from fomm.checkpoint import atomic_save, check_finite, load_container
 from fomm.errors import CheckpointError, OutputError
 from fomm.models.x2face.model import X2Face, X2FaceConfig
 
@@ -146,6 +146,7 @@ def load_x2face(checkpoint: str | os.PathLike[str], *, posereg: str | os.PathLik
         check_state_dict(full, expected, f"{posereg} (posefrombottle)")
     else:
         check_state_dict(full, expected, str(checkpoint))
+    check_finite(full, "state_dict", checkpoint)
     model.load_state_dict(full, strict=True)
     return model.to(device).eval()
 
