@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fomm.cli.common import positive_int
+
 ESTIMATORS = ("auto", "portrait", "depth-anything", "file")
 
 
@@ -46,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--no-align", action="store_true",
                      help="write each frame's estimate as it comes (no alignment to a running reference)")
-    run.add_argument("--max-frames", type=int, default=None, metavar="N", help="only the first N frames")
+    run.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="only the first N frames")
     run.add_argument("--device", default="cpu", help="torch device for Depth-Anything (default: %(default)s)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)

@@ -29,10 +29,10 @@ def main(args: argparse.Namespace) -> int:
     from fomm.realtime.export import DEFAULT_OPSET, GRAPH_FILES, SIDECAR, check_export_dir, export_onnx
 
     opset = DEFAULT_OPSET if args.opset is None else args.opset
-    check_export_dir(args.output)  # before a large model is loaded
     # The export folder may hold the checkpoint; only the graph files and the sidecar in it are replaced.
     refuse_input_overwrite([Path(args.output) / name for name in (*GRAPH_FILES.values(), SIDECAR)],
                            model_inputs(args), folders=args.output)
+    check_export_dir(args.output)  # before a large model is loaded
     model = load_model_from_args(args)
     sidecar = export_onnx(model, args.output, opset=opset)
     h, w = model.image_size
