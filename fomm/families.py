@@ -39,7 +39,9 @@ class ModelFamily:
     :meth:`resolve`).
 
     ``keypoints``: whether the family's motion goes through keypoints (relative motion, keypoint overlays and the
-    keypoint metrics apply); X2Face drives the source with the driving frame itself.
+    keypoint metrics apply); X2Face drives the source with the driving frame itself. ``inference_parts``: the
+    entries of its checkpoint container that inference needs (what ``fomm average-checkpoints`` keeps;
+    discriminators and optimizer states only train).
     """
 
     name: str
@@ -51,6 +53,7 @@ class ModelFamily:
     reconstructor: str
     objective: str
     training_config: str
+    inference_parts: tuple[str, ...] = ("generator", "kp_detector")
 
     def resolve(self, part: Part) -> Callable[..., Any]:
         """Import and return the object ``part`` refers to (a class or function)."""
@@ -101,6 +104,7 @@ FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (
         reconstructor="fomm.eval.reconstruct:animator_reconstructor",
         objective="fomm.train.baselines:build_x2face_objective",
         training_config="fomm.train.baselines:load_x2face_config",
+        inference_parts=("state_dict",),
     ),
 )}
 

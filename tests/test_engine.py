@@ -458,3 +458,15 @@ def test_onnx_backend_on_cuda_without_gpu_providers_runs_on_the_cpu_and_says_so(
     assert rc == 0 and out.is_file()
     assert "fomm: note: this onnxruntime has no CUDA or TensorRT provider" in err
     assert "ONNX Runtime provider: CPUExecutionProvider" in err
+
+
+def test_train_and_average_checkpoints_take_their_families_from_the_registry():
+    from fomm.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for command in ("train", "average-checkpoints"):
+        model = next(a for a in sub.choices[command]._actions if a.dest == "model")
+        assert tuple(model.choices) == family_names(), command
+    assert get_family("x2face").inference_parts == ("state_dict",)
+    assert get_family("fomm").inference_parts == ("generator", "kp_detector")

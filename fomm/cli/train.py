@@ -6,10 +6,7 @@ import argparse
 
 from fomm.cli.common import device_name, int_range, positive_int, seed
 from fomm.cli.safety import train_outputs
-
-# The entries an inference checkpoint of each model holds (discriminators and optimizer states only train).
-_INFERENCE_PARTS = {"fomm": ("generator", "kp_detector"), "monkeynet": ("generator", "kp_detector"),
-                    "x2face": ("state_dict",)}
+from fomm.families import family_names, get_family
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bundled config name (actions-64, shapes-64, vox-256, ...) or a YAML file")
     p.add_argument("--data", help="dataset folder (overrides dataset_params.root_dir)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, logs, visualisations")
-    p.add_argument("--model", default="fomm", help="fomm, monkeynet or x2face (default: %(default)s)")
+    p.add_argument("--model", default="fomm", choices=family_names(),
+                   help="model family: " + ", ".join(family_names()) + " (default: %(default)s)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                    help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
     p.add_argument("--init-checkpoint", help="start from these weights with fresh optimizers (fine-tuning)")
@@ -49,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "checkpoints one run saved along its schedule; one checkpoint just strips it.")
     a.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="checkpoints of one config")
     a.add_argument("-o", "--out", required=True, help="the averaged .pth.tar to write")
-    a.add_argument("--model", default="fomm", choices=sorted(_INFERENCE_PARTS),
+    a.add_argument("--model", default="fomm", choices=family_names(),
                    help="which model's networks to keep (default: %(default)s)")
     a.set_defaults(func=average_main)
 
@@ -76,6 +74,6 @@ def average_main(args: argparse.Namespace) -> int:
     from fomm.train.trainer import average_checkpoints
 
     refuse_input_overwrite(args.out, args.checkpoints)
-    out = average_checkpoints(args.checkpoints, args.out, keep=_INFERENCE_PARTS[args.model])
+    out = average_checkpoints(args.checkpoints, args.out, keep=get_family(args.model).inference_parts)
     print(f"wrote {out}: the mean of {len(args.checkpoints)} checkpoint(s)")
     return 0
