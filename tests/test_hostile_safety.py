@@ -497,3 +497,25 @@ def test_sigterm_during_prepare_with_workers_leaves_only_finished_chunks(tmp_pat
     assert leftovers(out) == []
     for chunk in (out / "train").iterdir():  # anything there is a finished chunk: 1490 frames
         assert len(list(chunk.glob("*.png"))) == 1490, chunk
+
+
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
+    """`fomm ... | head`: when the reader goes away, fomm exits 141 (SIGPIPE's code) without a traceback."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import fomm.cli.export_onnx as sub\n"
+        "def chatty(args):\n"
+        "    for i in range(200000):\n"
+        "        print('line', i)\n"
+        "sub.main = chatty\n"
+        "from fomm.cli.main import main\n"
+        "import sys\n"
+        "sys.exit(main(['export-onnx', '--random-weights', '-o', 'x']))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(f"{sys.executable} {script} | head -n 2", shell=True, capture_output=True, text=True,
+                          env=env, cwd=tmp_path, executable="/bin/bash")
+    assert proc.stdout.splitlines() == ["line 0", "line 1"]
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
