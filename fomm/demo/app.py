@@ -110,10 +110,14 @@ def _ui_error(err: Exception) -> gr.Error:
 
 
 def _is_example(path: str | None) -> bool:
+    """Whether ``path`` is empty or a bundled example (as such, or the copy Gradio's cache holds of one: same file
+    name and size), i.e. something the page may replace without losing the user's upload."""
     if not path:
         return True
+    p = Path(path)
+    bundled = examples_dir() / p.name
     try:
-        return Path(path).resolve().parent == examples_dir().resolve() or not Path(path).exists()
+        return bundled.is_file() and p.stat().st_size == bundled.stat().st_size
     except OSError:
         return True
 
@@ -202,8 +206,9 @@ def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *
         """The picker changed: show what the model is for, offer its examples, and swap bundled examples of another
         subject for its own (an upload stays)."""
         srcs, drvs = examples_for(label)
-        new_source = srcs[0] if srcs and _is_example(source) and source not in srcs else gr.skip()
-        new_driving = drvs[0] if drvs and _is_example(driving) and driving not in drvs else gr.skip()
+        names = {Path(x).name for x in srcs + drvs}
+        new_source = srcs[0] if srcs and _is_example(source) and Path(source or "").name not in names else gr.skip()
+        new_driving = drvs[0] if drvs and _is_example(driving) and Path(driving or "").name not in names else gr.skip()
         return (model_info(label), gr.Dataset(samples=[[s] for s in srcs]), gr.Dataset(samples=[[d] for d in drvs]),
                 new_source, new_driving)
 
