@@ -36,10 +36,10 @@ def _ten_hour_video(path: Path) -> Path:
 def test_examples_are_shipped_and_small():
     for entries in (SOURCE_EXAMPLES, DRIVING_EXAMPLES):
         assert len(example_files(entries)) == len(entries)
-    added = ["photo.jpg", "painting.jpg", "driving-man.mp4", "driving-child.mp4"]
+    added = ["photo.jpg", "painting.jpg", "driving-man.mp4", "driving-child.mp4"]  # the face examples
     assert sum(example_path(n).stat().st_size for n in added) < 1.5 * 2**20
     readme = example_path("README.md").read_text()
-    for name, _ in SOURCE_EXAMPLES + DRIVING_EXAMPLES:
+    for name, *_ in SOURCE_EXAMPLES + DRIVING_EXAMPLES:
         assert f"`{name}`" in readme, f"{name}: origin and licence missing from the assets README"
 
 
@@ -204,10 +204,15 @@ def test_bad_inputs_get_a_message_and_the_server_keeps_serving(served, tmp_path)
     _, client = served
     not_image = tmp_path / "photo.png"
     not_image.write_text("not an image")
+    empty_png = tmp_path / "empty.png"
+    empty_png.write_bytes(b"")
     corrupt = tmp_path / "clip.mp4"
     corrupt.write_bytes(os.urandom(30_000))
     cases = [
-        ((not_image, example_path("driving-man.mp4")), "the source is not an image we can read"),
+        ((not_image, example_path("driving-man.mp4")), "source image: not an image"),
+        ((empty_png, example_path("driving-man.mp4")), "the source image is empty"),
+        ((_huge_png(tmp_path / "huge.png"), example_path("driving-man.mp4")),
+         r"the source photo is 400 MP, too large to open safely; .* scale it down first"),
         ((example_path("photo.jpg"), corrupt), "driving video: not a video, or the file is corrupt"),
         ((example_path("photo.jpg"), _ten_hour_video(tmp_path / "long.mp4")), "lasts 10.0 hours"),
     ]
@@ -223,6 +228,23 @@ def test_bad_inputs_get_a_message_and_the_server_keeps_serving(served, tmp_path)
     # still serving: a good job after all the bad ones
     video, _, _ = _animate(client, example_path("photo.jpg"), _short_clip(tmp_path / "short.mp4"))
     assert probe_video(video).num_frames == 12
+
+
+def _huge_png(path: Path, side: int = 20000) -> Path:
+    """A valid 1-bit ``side`` x ``side`` PNG (all black) in ~50 kB, written chunk by chunk: 400 MP, far past
+    Pillow's decompression-bomb limit, without ever holding the pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp = zlib.compressobj(9)
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
 
 
 def _short_clip(path: Path) -> Path:
@@ -254,3 +276,144 @@ def test_cli_rejects_bad_options_before_starting_a_server(tmp_path):
         args.func(args)
     args = parser.parse_args(["demo", "--host", "0.0.0.0", "--port", "9000", "--share", "--random-weights"])
     assert (args.host, args.port, args.share, args.config) == ("0.0.0.0", 9000, True, None)
+
+
+# ------------------------------------------------------------------ defaults, limits, every model, webcam sessions
+
+
+def test_photo_limits_scale_down_and_cap_the_output():
+    notes: list[str] = []
+    limits = DemoLimits(max_source_pixels=128 * 128, max_output_pixels=100 * 100)
+    photo = check_source(example_path("photo.jpg"), limits, notes)  # 512x512
+    assert photo.shape == (128, 128, 3) and notes == ["the photo (512x512) was scaled down to 128x128 (limit 0.0 MP)"]
+    opts = jobs.JobOptions(auto_crop=True)
+    assert jobs.output_size_for(photo, opts, limits, notes) == (100, 100)  # the paste-back's size, capped, even
+    assert jobs.output_size_for(np.zeros((101, 75, 3), np.uint8), opts, DemoLimits()) == (100, 74)
+    assert jobs.output_size_for(photo, jobs.JobOptions(), limits) is None  # the model's working size
+    with pytest.raises(InputError, match="max_source_pixels"):
+        DemoLimits(max_source_pixels=0)
+
+
+def _fixture_face_model(monkeypatch, tmp_path, installed: bool):
+    """A downloadable face entry (random actions-64 weights) in an empty $FOMM_HOME, in the cache when
+    ``installed``."""
+    from fomm.checkpoint import save_checkpoint
+    from fomm.pretrained import REGISTRY, PretrainedModel
+
+    monkeypatch.setenv("FOMM_HOME", str(tmp_path / "home"))
+    entry = PretrainedModel("faces-fixture-64", "fomm", "actions-64", "faces-fixture.pth.tar", "test",
+                            "random weights", subject="faces", resolution=64, remote="faces-fixture.pth.tar")
+    monkeypatch.setitem(REGISTRY, entry.name, entry)
+    if installed:
+        m = fomm.load_model("actions-64")
+        save_checkpoint(entry.path, {"generator": m.generator, "kp_detector": m.kp_detector})
+    return entry
+
+
+def _markdown_ids(app) -> set[str]:
+    return {b.elem_id for b in app.blocks.values() if type(b).__name__ == "Markdown" and b.elem_id}
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_the_page_starts_on_a_face_model_when_one_is_installed(monkeypatch, tmp_path, installed):
+    from fomm.demo import build_app
+    from fomm.demo.models import default_choice
+
+    entry = _fixture_face_model(monkeypatch, tmp_path, installed)
+    app = build_app()
+    pool = app.fomm_pool
+    start = default_choice(pool.choices)
+    dropdown = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "model")
+    source = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "source")
+    if installed:
+        assert start.label == entry.name and dropdown.value == entry.name and "face-note" not in _markdown_ids(app)
+        assert "faces, 64x64" in pool.choice(entry.name).summary
+        assert Path(source.value["path"]).name in {"painting.jpg", "photo.jpg", "source.png"}
+    else:
+        assert start.label == "actions-64" and entry.name not in pool.labels and "face-note" in _markdown_ids(app)
+        note = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "face-note")
+        assert "fomm download vox-256" in note.value and "--config" in note.value
+        assert Path(source.value["path"]).name == "body-source.png"  # the example the body model is for
+
+
+def test_examples_follow_the_subject():
+    assert [p.name for p in example_files(SOURCE_EXAMPLES, "bodies")] == ["body-source.png"]
+    assert [p.name for p in example_files(DRIVING_EXAMPLES, "shapes")] == ["shapes-driving.mp4"]
+    assert len(example_files(SOURCE_EXAMPLES, "faces")) == 3
+    assert len(example_files(SOURCE_EXAMPLES, "objects")) == len(SOURCE_EXAMPLES)  # nothing of its own: all
+
+
+def test_webcam_session_restarts_resets_and_stops_at_its_limit():
+    from fomm.demo.webcam import RESTART_GAP_S, LiveOptions, WebcamSession
+
+    model = fomm.load_model("actions-64")
+    src = next(iter_frames(example_path("body-source.png")))
+    frames = list(iter_frames(example_path("body-driving.mp4"), max_frames=3))
+    s = WebcamSession()
+    t = 100.0
+    assert not s.over_limit(10, now=t)
+    s.animate(model, "m", src, "src", frames[0])
+    first = s.animator
+    assert not s.over_limit(10, now=t + 0.1)
+    s.animate(model, "m", src, "src", frames[1])
+    assert s.animator is first and s.frames == 2
+    streaming = [s.over_limit(10, now=t + 0.1 * k) for k in range(2, 106)]  # a frame every 0.1 s for 10.5 s
+    assert not any(streaming[:97]) and all(streaming[-5:])  # refused once past the limit, until...
+    assert not s.over_limit(10, now=t + 10.5 + RESTART_GAP_S + 0.1)  # Stop, Record: a new start, a new clock
+    s.animate(model, "m", src, "src", frames[2])
+    assert s.animator is not first and s.frames == 1  # ...and a new reference pose
+    second = s.animator
+    s.reset()  # the button
+    out = s.animate(model, "m", src, "src", frames[0], display=128, options=LiveOptions(relative=False, overlay=True))
+    assert s.animator is not second and out.shape == (128, 128, 3)
+    plain = s.animate(model, "m", src, "src", frames[0], display=128, options=LiveOptions(relative=False))
+    assert np.abs(out.astype(int) - plain.astype(int)).max() > 50  # the keypoints are drawn
+
+
+def test_the_webcam_model_is_moved_to_its_device_once():
+    pool = ModelPool([ModelChoice("m", lambda: fomm.load_model("actions-64"))])
+    cpu = pool.get("m")
+    assert pool.get_on("m", "cpu") is cpu
+    moved = pool.get_on("m", "meta")  # any other device: a copy, made once
+    assert moved is not cpu and moved.device.type == "meta" and pool.get_on("m", "meta") is moved
+    assert next(cpu.generator.parameters()).device.type == "cpu"
+
+
+@pytest.fixture(scope="module")
+def served_shipped(tmp_path_factory):
+    """The demo as `fomm demo` starts it (the shipped models, no face model in an empty cache)."""
+    from fomm.demo import build_app, launch
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FOMM_HOME", str(tmp_path_factory.mktemp("home")))
+    app = build_app(limits=LIMITS)
+    launch(app, block=False)
+    client = gradio_client.Client(app.local_url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
+    yield app, client
+    app.close()
+    mp.undo()
+
+
+def test_every_offered_model_animates_and_streams(served_shipped):
+    """Each model in the picker returns a video through the animate endpoint and frames through the webcam
+    handler (x2face-actions-64 used to fail "the demo needs a keypoint model", monkeynet-actions-64 in the
+    preview's keypoint overlay). gradio_client cannot call a streaming endpoint, so the webcam handler is called
+    as Gradio calls it, with a request per browser."""
+    from types import SimpleNamespace
+
+    app, client = served_shipped
+    labels = app.fomm_pool.labels
+    assert {"actions-64", "monkeynet-actions-64", "x2face-actions-64"} <= set(labels)
+    body, clip = example_path("body-source.png"), example_path("body-driving.mp4")
+    frames = list(iter_frames(clip, max_frames=2))
+    for label in labels:
+        video, preview, summary = _animate(client, body, clip, model=label)
+        assert probe_video(video).num_frames == 55, label
+        assert probe_video(preview).display_size == (256, 768), label
+        assert summary == "55 frames, 64x64, 25 fps, no audio in the driving video", label
+        for motion, overlay in (("relative", False), ("absolute", True)):
+            browser = SimpleNamespace(session_hash=f"{label}-{motion}")
+            for frame in frames:
+                out = app.fomm_live(frame, str(body), label, motion, False, overlay, browser)
+                assert out.shape == (256, 256, 3) and out.dtype == np.uint8, label
+    assert len(app.fomm_sessions) == 2 * len(labels)  # one session (animator) per browser

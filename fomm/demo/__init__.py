@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fomm.demo.jobs import DemoLimits, JobOptions, JobResult, auto_crop_available, run_job
-from fomm.demo.models import ModelChoice, ModelPool, checkpoint_choice, choices_from_file, shipped_choices
+from fomm.demo.jobs import DemoLimits, JobOptions, JobResult, auto_crop_available, job_steps, run_job
+from fomm.demo.models import (
+    ModelChoice,
+    ModelPool,
+    checkpoint_choice,
+    choices_from_file,
+    default_choice,
+    shipped_choices,
+)
 
 
 def build_app(*args: Any, **kwargs: Any):
@@ -26,4 +33,5 @@ def launch(*args: Any, **kwargs: Any):
 
 
 __all__ = ["DemoLimits", "JobOptions", "JobResult", "ModelChoice", "ModelPool", "auto_crop_available", "build_app",
-           "checkpoint_choice", "choices_from_file", "launch", "run_job", "shipped_choices"]
+           "checkpoint_choice", "choices_from_file", "default_choice", "job_steps", "launch", "run_job",
+           "shipped_choices"]

@@ -9,6 +9,12 @@ Three sources, in this order in the model picker:
 
 A model that fails to load (missing file, wrong config) is reported as a :class:`~fomm.errors.FommError` when it is
 picked, not when the app starts, so one bad entry does not take the whole demo down.
+
+Every entry carries what it is for (``subject``: faces, bodies, shapes, objects) and its resolution when known:
+the page shows them, the gallery offers the examples of that subject, and the demo starts on a face model when
+one is installed (:func:`default_choice`). Every family is offered: the animator gives each frame's keypoints
+(:class:`fomm.animate.FrameOutputs`), so the preview needs no detector of its own, and a family without keypoints
+(X2Face) simply gets no overlay.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fomm.api import LoadedModel, load_model
+from fomm.demo.webcam import on_device
 from fomm.errors import ConfigError, FommError
-from fomm.families import FAMILIES, get_family
 
 Loader = Callable[[], LoadedModel]
 
@@ -34,14 +42,39 @@ class ModelChoice:
     label: str
     loader: Loader
     description: str = ""
+    subject: str | None = None  # faces | bodies | shapes | objects; None: unknown (all examples are offered)
+    resolution: int | None = None
+
+    @property
+    def summary(self) -> str:
+        """What the page shows under the picker."""
+        what = [self.subject or "any subject"]
+        if self.resolution:
+            what.append(f"{self.resolution}x{self.resolution}")
+        return f"**{self.label}**: for {', '.join(what)}" + (f". {self.description}" if self.description else "")
 
 
 def shipped_choices(device: str = "cpu") -> list[ModelChoice]:
-    """The installed shipped models (empty until their weights are part of the package)."""
+    """The installed named models: those shipped with fomm and those `fomm download` put in the cache."""
     from fomm.pretrained import list_pretrained, load_pretrained
 
-    return [ModelChoice(m.name, (lambda name=m.name: load_pretrained(name, device=device)), m.description)
+    return [ModelChoice(m.name, (lambda name=m.name: load_pretrained(name, device=device)), m.description,
+                        m.subject, m.resolution)
             for m in list_pretrained()]
+
+
+def default_choice(choices: Iterable[ModelChoice]) -> ModelChoice | None:
+    """The model the page starts on: the first face model (faces are what people try first), else the first."""
+    choices = list(choices)
+    return next((c for c in choices if c.subject == "faces"), choices[0] if choices else None)
+
+
+def _config_facts(config: str) -> tuple[str | None, int | None]:
+    """(subject, resolution) of a bundled config name the registry knows (vox-256 -> faces, 256)."""
+    from fomm.pretrained import REGISTRY
+
+    entry = next((m for m in REGISTRY.values() if m.config == str(config)), None)
+    return (entry.subject, entry.resolution) if entry else (None, None)
 
 
 def checkpoint_choice(config: str, checkpoint: str | os.PathLike | None, *, name: str | None = None,
@@ -53,7 +86,9 @@ def checkpoint_choice(config: str, checkpoint: str | os.PathLike | None, *, name
     else:
         label = name or f"{Path(str(config)).stem}: {Path(checkpoint).name}"
         desc = f"{config} + {checkpoint}"
-    return ModelChoice(label, lambda: load_model(config, checkpoint, device=device, model=model), desc)
+    subject, resolution = _config_facts(config) if model == "fomm" else (None, None)
+    return ModelChoice(label, lambda: load_model(config, checkpoint, device=device, model=model), desc, subject,
+                       resolution)
 
 
 def choices_from_file(path: str | os.PathLike, device: str = "cpu") -> list[ModelChoice]:
@@ -97,11 +132,19 @@ class ModelPool:
                 raise ConfigError(f"two demo models are called '{c.label}'; give them different names")
             self._choices[c.label] = c
         self._loaded: dict[str, LoadedModel] = {}
+        self._moved: dict[tuple[str, str], LoadedModel] = {}
         self._lock = threading.Lock()
 
     @property
     def labels(self) -> list[str]:
         return list(self._choices)
+
+    @property
+    def choices(self) -> list[ModelChoice]:
+        return list(self._choices.values())
+
+    def choice(self, label: str | None) -> ModelChoice | None:
+        return self._choices.get(label) if label is not None else None
 
     def description(self, label: str) -> str:
         c = self._choices.get(label)
@@ -127,13 +170,21 @@ class ModelPool:
                     raise FommError(f"model '{label}' failed to load: {err}") from None
                 except Exception as err:  # a broken third-party file must not take the server down
                     raise FommError(f"model '{label}' failed to load ({type(err).__name__}: {err})") from None
-                family = get_family(getattr(model, "model", "fomm"))
-                if not family.keypoints:
-                    keypoint_families = ", ".join(f.name for f in FAMILIES.values() if f.keypoints)
-                    raise FommError(f"model '{label}' is a {family.name} model without keypoints; the demo needs a "
-                                    f"keypoint model ({keypoint_families})")
                 self._loaded[label] = model
             return self._loaded[label]
+
+    def get_on(self, label: str | None, device: str) -> LoadedModel:
+        """The model called ``label`` on ``device``: the loaded one when it is there already, else a copy moved
+        there once and kept (the webcam tab runs on the fastest device while jobs use ``--device``; copying
+        vox-256 per frame took 692 ms)."""
+        model = self.get(label)
+        if not isinstance(model, LoadedModel) or model.device.type == torch.device(device).type:
+            return model  # already there, or a backend model (ONNX) that chose its device when it was opened
+        key = (str(label), str(device))
+        with self._lock:
+            if key not in self._moved:
+                self._moved[key] = on_device(model, device)
+            return self._moved[key]
 
 
 def as_choices(models: Iterable[ModelChoice] | Mapping[str, Any] | None) -> list[ModelChoice]:
@@ -144,7 +195,9 @@ def as_choices(models: Iterable[ModelChoice] | Mapping[str, Any] | None) -> list
     if isinstance(models, Mapping):
         out = []
         for label, value in models.items():
-            if isinstance(value, LoadedModel):
+            if isinstance(value, ModelChoice):
+                out.append(value)
+            elif isinstance(value, LoadedModel):
                 out.append(ModelChoice(str(label), (lambda v=value: v)))
             elif callable(value):
                 out.append(ModelChoice(str(label), value))
