@@ -11,11 +11,12 @@ from fomm.cli import animate as _animate
 from fomm.cli import demo as _demo
 from fomm.cli import eval as _eval
 from fomm.cli import export_onnx as _export_onnx
+from fomm.cli import live as _live
 from fomm.cli import prepare as _prepare
 from fomm.cli import train as _train
 from fomm.errors import FommError
 
-SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo]
+SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo, _live]
 
 
 def build_parser() -> argparse.ArgumentParser:
