@@ -180,7 +180,7 @@ def test_benchmark_prints_json(face, clips):
     assert stats["frames_out"] == 8 and stats["warmup_frames"] == 5
     for key in ("fps_in", "fps_out", "dropped", "latency", "max_queue_depth"):
         assert key in stats
-    for stage in ("capture", "queue", "model", "output", "capture_to_output"):
+    for stage in ("queue", "prepare", "model", "output", "capture_to_output"):
         assert set(stats["latency"][stage]) == {"p50_ms", "p95_ms", "max_ms"}
 
 

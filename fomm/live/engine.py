@@ -1,8 +1,8 @@
 """The live engine: one camera frame in, one animated frame out, with the state live use needs.
 
 :class:`LiveEngine` is frame-at-a-time and owns no thread, so the same object serves ``fomm live`` (where
-:class:`fomm.live.runner.LiveRunner` calls :meth:`LiveEngine.prepare` in the capture thread and
-:meth:`LiveEngine.animate` in the inference thread) and a caller that has one frame at a time, such as the demo's
+:class:`fomm.live.runner.LiveRunner` calls :meth:`LiveEngine.prepare` and :meth:`LiveEngine.animate` in its inference
+thread, for the newest camera frame only) and a caller that has one frame at a time, such as the demo's
 webcam tab (:meth:`LiveEngine.process`). What it adds to a :class:`~fomm.animate.StreamingAnimator`:
 
 * the source is encoded once per photo (switching photos of a folder re-encodes only the new one);
@@ -62,8 +62,9 @@ class LiveOptions:
         crop: ``center``, ``auto`` (face tracking) or ``none`` (see :mod:`fomm.live.crop`).
         output_size: ``(H, W)`` of the animated frame (an int for a square), sides 16-8192; default the model's.
         precision: ``fp32``, ``bf16`` or ``fp16`` (torch FOMM; see :class:`fomm.animate.Animator`).
-        channels_last: channels-last memory for the torch networks; ``None`` (default): on for a CPU model, where
-            it is several times faster at batch 1 (as ``fomm animate`` does).
+        channels_last: channels-last memory for the torch networks; ``None`` (default): on for a CPU model, as
+            ``fomm animate`` does (measured at batch 1: ``actions-64`` fp32 took 0.5-0.9 s per frame with it and
+            2.9-3.6 s without, on this 2-core CPU while it was heavily loaded).
         overlay_alpha: weight of the source photo in the overlay view, in ``[0, 1]``.
     """
 
@@ -135,21 +136,19 @@ def as_sources(sources: Sequence[SourcePhoto] | Sequence[np.ndarray] | np.ndarra
 
 @dataclass
 class Prepared:
-    """A camera frame made ready for the model (by :meth:`LiveEngine.prepare`, in the capture thread).
+    """A camera frame made ready for the model (by :meth:`LiveEngine.prepare`).
 
     Attributes:
         index: the frame's number in its stream.
         t: its capture time (``time.perf_counter()`` seconds).
         driving: the crop at the model's size, uint8 ``[h, w, 3]`` (the window's inset, the remote worker's input).
         input: the model input ``[1, 3, h, w]`` in ``[0, 1]`` on the model's device (``None`` for a remote engine).
-        t_ready: when it was ready for the model (set by the runner; ``t_ready - t`` is the capture stage's time).
     """
 
     index: int
     t: float
     driving: np.ndarray
     input: torch.Tensor | None = None
-    t_ready: float = 0.0
 
 
 @dataclass
@@ -273,7 +272,7 @@ class LiveEngine:
 
     # ------------------------------------------------------------------------------------------------ frames
     def prepare(self, frame: np.ndarray, t: float | None = None, index: int | None = None) -> Prepared:
-        """A camera frame (uint8 ``[H, W, 3]`` RGB) -> the crop and model input (the capture thread's share)."""
+        """A camera frame (uint8 ``[H, W, 3]`` RGB) -> the crop and model input (the cheap half of a frame)."""
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise InputError("a live frame must be a uint8 [H, W, 3] RGB image")
         t = time.perf_counter() if t is None else float(t)
@@ -286,7 +285,7 @@ class LiveEngine:
 
     @torch.inference_mode()
     def animate(self, prepared: Prepared) -> LiveResult:
-        """Animate a prepared frame (the inference thread's share)."""
+        """Animate a prepared frame."""
         start = time.perf_counter()
         x = prepared.input if prepared.input is not None else self.animator.to_model_input(prepared.driving)
         if self._reference is None or self._calibrate:

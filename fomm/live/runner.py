@@ -2,8 +2,8 @@
 
 ::
 
-    capture thread            inference thread             caller's thread (outputs, window, controls)
-    source -> engine.prepare -> [slot] -> engine.animate -> [slot] -> window / virtualcam / mjpeg / record
+    capture thread     inference thread                            caller's thread (outputs, window, controls)
+    source -> [slot] -> engine.prepare + engine.animate -> [slot] -> window / virtualcam / mjpeg / record
 
 Why one slot where the newest frame wins (:class:`LatestSlot`): a camera delivers frames at its own rate whatever the
 model does. With a FIFO queue, a model slower than the camera makes the queue grow without end and the picture lags
@@ -11,6 +11,12 @@ further behind every second (Avatarify's "seconds of latency"). With one slot, a
 is free, a newer frame replaces it meanwhile (counted as dropped), and the latency stays bounded by
 ``model time + one frame interval`` (+ the output's own time). The same holds between inference and the outputs,
 so a slow output (a stalled virtual camera or MJPEG client) never stalls the model.
+
+The capture thread only reads frames: the crop and the conversion to a model input (:meth:`LiveEngine.prepare`)
+run in the inference thread, for the frames that are animated. Preparing every camera frame in the capture thread
+cost more than the frames it dropped on this 2-core CPU: at 30 frames/s in and ~8 out, three of four conversions were
+thrown away, and the busy capture thread descheduled torch's worker threads (measured: vox-256 bf16 took 575 ms per
+frame in the runner against 280 ms alone).
 
 The outputs run in the caller's thread because GUI toolkits (OpenCV's Qt and Cocoa windows) must be driven from the
 main thread. Commands (window keys, stdin, HTTP) are collected there; engine commands are handed to the inference
@@ -103,7 +109,10 @@ class LatestSlot:
         return int(self._full)
 
 
-STAGES = ("capture", "queue", "model", "network", "output_queue", "output", "capture_to_output")
+#: ``queue``: capture to the start of preparing (waiting in the slot, and for ``fps_cap``); ``prepare``: crop and
+#: conversion; ``model``: the animation (for a remote engine the round trip, ``network`` the part not spent in the
+#: worker's model); ``output_queue``: waiting for the outputs; ``output``: all outputs' writes.
+STAGES = ("queue", "prepare", "model", "network", "output_queue", "output", "capture_to_output")
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -244,10 +253,8 @@ class LiveRunner:
             for index, (frame, t) in enumerate(self.source):
                 if self._stop.is_set():
                     break
-                prepared = self.engine.prepare(frame, t, index)
-                prepared.t_ready = time.perf_counter()
                 self.stats.captured(t)
-                self._inputs.put(prepared)
+                self._inputs.put((index, frame, t))
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
             self._fail(err)
         finally:
@@ -258,24 +265,27 @@ class LiveRunner:
         next_start = 0.0
         try:
             while not self._stop.is_set():
-                prepared = self._inputs.get(timeout=0.1)
-                if prepared is None:
+                item = self._inputs.get(timeout=0.1)
+                if item is None:
                     if self._inputs.closed:
                         break
                     continue
+                index, frame, t = item
                 for name in self._engine_commands.drain():
                     self.engine.command(name)
                 if cap is not None:
                     wait = next_start - time.perf_counter()
                     if wait > 0:
                         time.sleep(wait)
+                begin = time.perf_counter()
+                next_start = begin + 1.0 / cap if cap is not None else 0.0
+                prepared = self.engine.prepare(frame, t, index)
                 start = time.perf_counter()
-                next_start = start + 1.0 / cap if cap is not None else 0.0
                 result = self.engine.animate(prepared)
                 if result is None:
                     continue
                 end = time.perf_counter()
-                result.timings.update(t_ready=prepared.t_ready, t_start=start, t_end=end)
+                result.timings.update(t_begin=begin, t_start=start, t_end=end)
                 self._results.put(result)
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
             self._fail(err)
@@ -307,8 +317,8 @@ class LiveRunner:
             out.write(result, status)
         end = time.perf_counter()
         tm = result.timings
-        record = {"index": result.index, "t": result.t, "t_out": end, "capture": tm["t_ready"] - result.t,
-                  "queue": tm["t_start"] - tm["t_ready"], "model": tm["t_end"] - tm["t_start"],
+        record = {"index": result.index, "t": result.t, "t_out": end, "queue": tm["t_begin"] - result.t,
+                  "prepare": tm["t_start"] - tm["t_begin"], "model": tm["t_end"] - tm["t_start"],
                   "output_queue": start - tm["t_end"], "output": end - start, "capture_to_output": end - result.t}
         if "network" in tm:
             record["network"] = tm["network"]
