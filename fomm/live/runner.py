@@ -26,9 +26,10 @@ With ``every_frame`` nothing is dropped: a full slot makes the producer wait (ba
 file is recorded frame for frame (``fomm live --every-frame``; ``tests/test_live.py`` checks the result equals
 ``fomm animate``).
 
-Measured (``benchmarks/live.py``, see the README's "Live" section): with the model slowed to 100 ms per frame and a
-30 frames/s source, the slots never hold more than one frame and p95 capture-to-output latency is ~130 ms
-(100 ms + at most one 33 ms frame interval), where a FIFO would grow by 70 ms every second.
+Measured (``benchmarks/live.py``, row ``slow_100ms``; the README's "Live" section): with the model padded to 100 ms
+per frame and a 30 frames/s source, the slots never held more than one frame, 9.7 frames/s came out, and p95
+capture-to-output latency was 136 ms (100 ms + at most one 33 ms frame interval + the rest), where a FIFO queue would
+have grown by ~0.7 s of backlog every second.
 """
 
 from __future__ import annotations
