@@ -226,5 +226,24 @@ class Animator(StreamingAnimator):
                             occlusion_map=out.get("occlusion_map"), kp_driving=kp,
                             kp_source=self.transfer.kp_source, aligned=self._aligned)
 
+    @torch.inference_mode()
+    def animate_keypoints(self, kp_driving: KP) -> FrameOutputs:
+        """Decode from driving keypoints the caller detected with :meth:`keypoints` (``value [B, K, 2]``,
+        ``jacobian [B, K, 2, 2]``) and may have changed: the seam between keypoint detection and the generator,
+        where a live tool filters them over time (:mod:`fomm.live.smoothing`). Unchanged keypoints give what
+        :meth:`animate_outputs` gives for the same frames (the same relative motion and decode, outside the
+        fused :class:`FrameStage`, which detects the keypoints itself)."""
+        if self._encoding is None:
+            raise RuntimeError("call set_source() first")
+        if self.transfer.kp_initial is None:
+            self.transfer.set_initial({k: v[:1] for k, v in kp_driving.items()})
+            self._stage = None
+        kp = self.transfer(kp_driving)
+        out = self._generator.decode(self._encoding, kp_source=self.transfer.kp_source, kp_driving=kp,
+                                     with_deformed=False)
+        return FrameOutputs(prediction=out["prediction"], deformation=out.get("deformation"),
+                            occlusion_map=out.get("occlusion_map"), kp_driving=kp,
+                            kp_source=self.transfer.kp_source, aligned=self._aligned)
+
 
 __all__ = ["Animator", "FrameStage"]

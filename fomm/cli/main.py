@@ -15,12 +15,13 @@ from fomm.cli import depth as _depth
 from fomm.cli import download as _download
 from fomm.cli import eval as _eval
 from fomm.cli import export_onnx as _export_onnx
+from fomm.cli import live as _live
 from fomm.cli import prepare as _prepare
 from fomm.cli import train as _train
 from fomm.errors import FommError
 from fomm.interrupt import Terminated, signals_as_interrupts
 
-SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo, _depth, _composite, _download]
+SUBCOMMANDS = [_animate, _train, _eval, _prepare, _export_onnx, _demo, _depth, _composite, _download, _live]
 
 
 class FommArgumentParser(argparse.ArgumentParser):

@@ -276,9 +276,14 @@ class OnnxAnimator(StreamingAnimator):
     def animate_outputs(self, frames: torch.Tensor | np.ndarray) -> FrameOutputs:
         """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> :class:`FrameOutputs` (torch, CPU). ``deformation`` is
         ``None`` for exports made before format version 2, which did not output it."""
+        return self.animate_keypoints(self.keypoints(frames))
+
+    def animate_keypoints(self, kp_driving: dict[str, torch.Tensor]) -> FrameOutputs:
+        """Decode from driving keypoints the caller detected with :meth:`keypoints` and may have changed (e.g.
+        filtered over time, :mod:`fomm.live.smoothing`); as :meth:`fomm.animate.Animator.animate_keypoints`."""
         if self._onnx_encoding is None:
             raise RuntimeError("call set_source() first")
-        kp_norm = self.driving_keypoints(frames)
+        kp_norm = self.transfer(kp_driving)
         out = self.model.decode(self._onnx_encoding, {k: _np(v) for k, v in kp_norm.items()})
 
         def tensor(name: str) -> torch.Tensor | None:
