@@ -417,3 +417,28 @@ def test_every_offered_model_animates_and_streams(served_shipped):
                 out = app.fomm_live(frame, str(body), label, motion, False, overlay, browser)
                 assert out.shape == (256, 256, 3) and out.dtype == np.uint8, label
     assert len(app.fomm_sessions) == 2 * len(labels)  # one session (animator) per browser
+
+
+def test_the_webcam_tab_runs_the_live_engine_with_smoothing():
+    """The webcam session animates through fomm.live's engine: smoothing on by default changes a jittery stream,
+    and off it equals the plain animator frame for frame."""
+    from fomm.animate import make_animator
+    from fomm.demo.webcam import WebcamOptions, WebcamSession
+    from fomm.io.image import resize_uint8, tensor_to_uint8
+    from fomm.live import LiveEngine
+
+    model = fomm.load_model("actions-64")
+    src = next(iter_frames(example_path("body-source.png")))
+    frames = list(iter_frames(example_path("body-driving.mp4"), max_frames=6))
+    plain, smooth = WebcamSession(), WebcamSession()
+    anim = make_animator(model, batch_size=1)
+    anim.set_source(src)
+    smoothed_differs = False
+    for i, frame in enumerate(frames):
+        got = plain.animate(model, "m", src, "src", frame, display=64, options=WebcamOptions(smooth=False), t=0.1 * i)
+        want = resize_uint8(tensor_to_uint8(anim.animate_batch(anim.to_model_input(frame))[0]), (64, 64))
+        assert np.array_equal(got, want)
+        s = smooth.animate(model, "m", src, "src", frame, display=64, t=0.1 * i)
+        smoothed_differs |= not np.array_equal(s, got)
+    assert isinstance(smooth.engine, LiveEngine) and smooth.engine.smoothing and not plain.engine.smoothing
+    assert smoothed_differs

@@ -15,6 +15,9 @@ Why the session does what it does:
 * **Face crop.** Webcam frames show a head and shoulders; the face models want a face-filling crop. The face is
   found once per reference (a detector call per frame would cost more than the model at 64x64) and that box is
   used until the next reset, so the crop does not jitter.
+* **The live engine.** Frames are animated by :class:`fomm.live.LiveEngine`, the engine ``fomm live`` runs: the
+  animator from the factory (any family, or an ONNX model's own), the reference pose, and causal One-Euro keypoint
+  smoothing (on by default; webcam keypoints jitter by a pixel or two from frame to frame).
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fomm.animate import StreamingAnimator, make_animator
+from fomm.animate import StreamingAnimator
 from fomm.api import LoadedModel
 from fomm.errors import InputError
-from fomm.io.image import resize_uint8, tensor_to_uint8
+from fomm.io.image import resize_uint8
 
 #: A pause longer than this between two frames means the stream was stopped and started again.
 RESTART_GAP_S = 1.5
@@ -60,13 +63,18 @@ def on_device(model: LoadedModel, device: str) -> LoadedModel:
 
 
 @dataclass(frozen=True)
-class LiveOptions:
-    """The webcam tab's choices: relative or absolute motion, cropping the webcam frame to the face, and drawing
-    the keypoints that drive the photo over the result."""
+class WebcamOptions:
+    """The webcam tab's choices: relative or absolute motion, cropping the webcam frame to the face, drawing the
+    keypoints that drive the photo over the result, and keypoint smoothing."""
 
     relative: bool = True
     face_crop: bool = False
     overlay: bool = False
+    smooth: bool = True
+
+
+#: the name this dataclass had before the live engine's own ``LiveOptions`` existed
+LiveOptions = WebcamOptions
 
 
 class WebcamSession:
@@ -75,6 +83,7 @@ class WebcamSession:
 
     def __init__(self) -> None:
         self.key: tuple | None = None
+        self.engine = None  # a fomm.live.LiveEngine
         self.animator: StreamingAnimator | None = None
         self.frames = 0
         self.source: np.ndarray | None = None  # the decoded photo, kept so it is not re-read every frame
@@ -87,6 +96,7 @@ class WebcamSession:
 
     def reset(self) -> None:
         """Take the next frame as the new reference pose (and look for the face again)."""
+        self.engine = None
         self.animator = None
         self.face_box = None
         self.started = None
@@ -106,28 +116,36 @@ class WebcamSession:
         return self.expired
 
     def animate(self, model: LoadedModel, model_label: str, source: np.ndarray, source_key: str,
-                frame: np.ndarray, display: int = 256, options: LiveOptions | None = None) -> np.ndarray:
+                frame: np.ndarray, display: int = 256, options: WebcamOptions | None = None,
+                t: float | None = None) -> np.ndarray:
         """One webcam frame (uint8 ``[H, W, 3]``) -> the animated photo, uint8 ``[display, display, 3]``.
 
-        A new model, source or option resets the reference pose to the current frame.
+        A new model, source or option resets the reference pose to the current frame. ``t``: the frame's time in
+        seconds (default: now), which the keypoint smoothing filters over.
         """
-        opts = options or LiveOptions()
-        key = (model_label, source_key, opts.relative, opts.face_crop)
-        if key != self.key or self.animator is None:
-            # The factory's animator: the model's family (FOMM, Monkey-Net, X2Face) or its backend's own (ONNX).
-            self.animator = make_animator(model, relative=opts.relative, adapt_movement_scale=True, batch_size=1)
-            self.animator.set_source(source)
+        from fomm.live import LiveEngine
+        from fomm.live import LiveOptions as EngineOptions
+
+        opts = options or WebcamOptions()
+        key = (model_label, source_key, opts.relative, opts.face_crop, opts.smooth)
+        if key != self.key or self.engine is None:
+            # The factory's animator inside (the model's family or an ONNX model's own). Models are shared by every
+            # job and session, so their memory format is left alone (channels_last would convert them in place);
+            # the crop is done here, once per reference, so the engine takes the square as it is.
+            self.engine = LiveEngine.for_model(model, [source], EngineOptions(
+                relative=opts.relative, smooth=opts.smooth, crop="none", channels_last=False))
+            self.animator = self.engine.animator
             self.key = key
             self.frames = 0
             self.face_box = _face_box(frame) if opts.face_crop else None
         frame = _crop(frame, self.face_box) if self.face_box is not None else _center_square(frame)
-        outputs = self.animator.animate_outputs(self.animator.to_model_input(frame))
+        result = self.engine.process(np.ascontiguousarray(frame), t)
         self.frames += 1
-        out = resize_uint8(tensor_to_uint8(outputs.prediction[0]), (display, display))
-        if opts.overlay and outputs.kp_driving is not None:
+        out = resize_uint8(result.frame, (display, display))
+        if opts.overlay and result.kp_driving is not None:
             from fomm.demo.jobs import draw_keypoints
 
-            out = draw_keypoints(out, outputs.kp_driving["value"][0].float().cpu().numpy())
+            out = draw_keypoints(out, result.kp_driving["value"][0].float().cpu().numpy())
         return out
 
 
