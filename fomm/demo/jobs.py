@@ -13,7 +13,8 @@ frames and wrote a 6000x6000 video, and a 20000x20000 PNG failed with "not an im
   and the job's summary says so;
 * the output is the model's working size (64 or 256), except with auto-crop, whose paste-back writes the photo's
   size: that is capped at ``max_output_pixels`` (and kept even, since H.264 pads odd sides; the summary once said
-  1145x1145 for the 1146x1146 video);
+  1145x1145 for the 1146x1146 video); a stereo layout that doubles the frame (side by side, top-bottom) counts
+  double, so each eye shrinks rather than the pair going past the cap (:func:`output_size_for`);
 * progress is one bar over the job's stages (checking, animating, preview) with the stage's name: before, the bar
   showed nothing for the minute the face search took and restarted at 0% for the preview;
 * the result is ready as soon as its video is written (:func:`job_steps` yields it), and the side-by-side preview
