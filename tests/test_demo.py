@@ -175,11 +175,16 @@ def served(tmp_path_factory):
     app.close()
 
 
-def _animate(client, source: Path, driving: Path, model: str = "actions-64 (random)"):
+def _animate(client, source: Path, driving: Path, model: str = "actions-64 (random)", **depth):
+    """The endpoint as the page calls it, with the Depth & 3D inputs left at their defaults unless given (by their
+    parameter names); returns (result, preview, summary)."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(source)), handle_file(str(driving)), model, "relative", True, False, False,
-                          api_name="/animate")
+    if "plate" in depth:
+        depth["plate"] = handle_file(str(depth["plate"]))
+    out = client.predict(handle_file(str(source)), handle_file(str(driving)), model, "relative", True, False, False,
+                         api_name="/animate", **depth)
+    return out[:3]
 
 
 def test_animate_endpoint_writes_the_video_with_audio(served):
@@ -225,9 +230,30 @@ def test_bad_inputs_get_a_message_and_the_server_keeps_serving(served, tmp_path)
     big.write_bytes(b"\0" * (LIMITS.max_upload_bytes + 10))
     with pytest.raises(Exception, match="(?i)(too large|max|size)"):  # refused by Gradio at upload time
         _animate(client, example_path("photo.jpg"), big)
+    with pytest.raises(AppError, match="background plate: not an image") as err:  # the plate: the photo's checks
+        _animate(client, example_path("photo.jpg"), example_path("driving-man.mp4"), plate=not_image)
+    assert "\n" not in str(err.value) and str(tmp_path) not in str(err.value)
+    with pytest.raises(AppError, match="the fog colour must be a colour like #c8d2e6, got 'mauve'"):
+        _animate(client, example_path("photo.jpg"), example_path("driving-man.mp4"), fog_density=1.0,
+                 fog_colour="mauve")
     # still serving: a good job after all the bad ones
     video, _, _ = _animate(client, example_path("photo.jpg"), _short_clip(tmp_path / "short.mp4"))
     assert probe_video(video).num_frames == 12
+
+
+def test_the_endpoint_returns_the_depth_only_for_a_3d_job(served, tmp_path):
+    from gradio_client import handle_file
+
+    _, client = served
+    clip = _short_clip(tmp_path / "short.mp4")
+    args = (handle_file(str(example_path("photo.jpg"))), handle_file(str(clip)), "actions-64 (random)", "relative",
+            True, False, False)
+    video, _, summary, depth_video, depth_zip = client.predict(*args, parallax="swing", stereo="anaglyph",
+                                                               api_name="/animate")
+    assert probe_video(video).display_size == (64, 64) and "swing parallax, anaglyph stereo" in summary
+    assert probe_video(depth_video).num_frames == 12 and Path(depth_zip).name == "depth-pass.zip"
+    *_, depth_video, depth_zip = client.predict(*args, api_name="/animate")  # the next plain job hides them
+    assert depth_video is None and depth_zip is None
 
 
 def _huge_png(path: Path, side: int = 20000) -> Path:
@@ -442,3 +468,136 @@ def test_the_webcam_tab_runs_the_live_engine_with_smoothing():
         smoothed_differs |= not np.array_equal(s, got)
     assert isinstance(smooth.engine, LiveEngine) and smooth.engine.smoothing and not plain.engine.smoothing
     assert smoothed_differs
+
+
+# ------------------------------------------------------------------------------------------------------ depth & 3D
+
+
+def _tiny_clip(path: Path, frames: int = 8) -> Path:
+    with VideoWriter(path, 25) as w:
+        for frame in iter_frames(example_path("body-driving.mp4"), size=(64, 64), max_frames=frames):
+            w.write(frame)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return fomm.load_model("actions-64")  # random weights, 64x64: the depth stage needs only its motion field
+
+
+def test_depth_settings_are_checked_in_the_pages_words():
+    assert not jobs.DepthSettings().active and not jobs.DepthSettings().compositing
+    assert jobs.DepthSettings(depth_pass=True).active and not jobs.DepthSettings(depth_pass=True).compositing
+    assert jobs.DepthSettings(fog_density=1.0).compositing
+    for kwargs, message in (({"parallax": "spin"}, "parallax move must be one of none, orbit"),
+                            ({"parallax_amount": 0.5}, "parallax amount must be a number from 0 to 0.25"),
+                            ({"divergence": float("nan")}, "stereo divergence must be a number"),
+                            ({"focus": "1"}, "focus must be a number"), ({"aperture": -1}, "aperture"),
+                            ({"fog_density": 51}, "fog density"), ({"plate_depth": 2}, "plate depth"),
+                            ({"dof": "yes"}, "depth of field must be true or false"),
+                            ({"fog_colour": "mauve"}, "fog colour must be a colour")):
+        with pytest.raises(InputError, match=message):
+            jobs.DepthSettings(**kwargs)
+    assert jobs.parse_colour("#C8D2E6") == (200.0, 210.0, 230.0) == jobs.parse_colour("rgba(200, 210, 230, 1)")
+    opts = jobs.DepthSettings(parallax="dolly", stereo="htb", dof=True, fog_density=2, fog_colour="#000").\
+        composite_options()
+    assert (opts.parallax.move, opts.stereo.format, opts.dof, opts.fog) == ("dolly", "htb", (0.8, 2.0),
+                                                                           (2.0, (0.0, 0.0, 0.0)))
+
+
+def test_stereo_layouts_that_grow_the_frame_stay_within_the_output_cap():
+    photo = np.zeros((64, 64, 3), np.uint8)
+    opts = jobs.JobOptions()
+    roomy = DemoLimits()
+    for stereo in (None, "sbs", "tb", "hsbs", "anaglyph"):  # within the cap: the model's size, as before
+        assert jobs.output_size_for(photo, opts, roomy, stereo=stereo, model_size=(256, 256)) is None
+    notes: list[str] = []
+    tight = DemoLimits(max_output_pixels=256 * 256)
+    assert jobs.output_size_for(photo, opts, tight, notes, stereo="sbs", model_size=(256, 256)) == (180, 180)
+    assert notes == ["output capped at 360x180, each eye 180x180 (limit 0.1 MP)"]  # 360*180 <= 256*256
+    assert jobs.output_size_for(photo, opts, tight, stereo="tb", model_size=(256, 256)) == (180, 180)
+    assert jobs.output_size_for(photo, opts, tight, stereo="hsbs", model_size=(256, 256)) is None
+    crop = jobs.JobOptions(auto_crop=True)  # the auto-crop cap counts the packed frame too
+    assert jobs.output_size_for(np.zeros((512, 512, 3), np.uint8), crop, tight, stereo="cross") == (180, 180)
+
+
+def test_a_3d_job_writes_stereo_the_depth_preview_and_the_zipped_depth_pass(tiny_model, tmp_path):
+    import json
+    import zipfile
+
+    from PIL import Image
+
+    clip = _tiny_clip(tmp_path / "clip.mp4")
+    job = tmp_path / "job"
+    job.mkdir()
+    steps = list(jobs.job_steps(tiny_model, example_path("body-source.png"), clip, job, jobs.JobOptions(), LIMITS,
+                                depth=jobs.DepthSettings(stereo="sbs", parallax="swing", fog_density=1.0)))
+    first, last = steps
+    assert first.preview is None and first.depth_zip is not None  # the depth is there with the result
+    assert probe_video(last.video).display_size == (64, 128)  # side by side: twice as wide
+    assert "128x64" in last.summary and "swing parallax, sbs stereo, fog" in last.summary
+    assert "portrait" in last.summary or "depth-anything" in last.summary
+    assert probe_video(last.preview).display_size == (256, 1024)  # the stereo panel keeps its 2:1 shape
+    depth_video = probe_video(last.depth_preview)
+    assert (depth_video.num_frames, depth_video.display_size) == (8, (64, 64))  # one eye's depth per frame
+    grey = next(iter_frames(last.depth_preview)).astype(int)
+    assert np.abs(grey[..., 0] - grey[..., 1]).max() <= 3 and grey.max() - grey.min() > 50  # grey, not flat
+    with zipfile.ZipFile(last.depth_zip) as zf:
+        names = sorted(zf.namelist())
+        assert names == [f"depth/{i:06d}.png" for i in range(8)] + ["depth/depth.json"]
+        meta = json.loads(zf.read("depth/depth.json"))
+        with zf.open("depth/000000.png") as f, Image.open(f) as img:
+            assert img.mode.startswith("I;16") and img.size == (64, 64)
+    assert meta["num_frames"] == 8 and meta["near"] == 1.0 and meta["source"] == "body-source.png"
+    assert str(tmp_path) not in json.dumps(meta)  # the zip leaves the server: no server paths in it
+    assert not [p.name for p in job.iterdir() if p.name.startswith(".")]  # no temporaries left behind
+
+
+def test_with_nothing_set_the_job_is_the_one_without_the_section(tiny_model, tmp_path, monkeypatch):
+    from fomm.compositing import depth as depth_pkg
+
+    clip = _tiny_clip(tmp_path / "clip.mp4")
+    before, untouched = tmp_path / "before", tmp_path / "untouched"
+    before.mkdir()
+    untouched.mkdir()
+    plain = jobs.run_job(tiny_model, example_path("body-source.png"), clip, before, jobs.JobOptions(), LIMITS)
+
+    def no_depth(*args, **kwargs):
+        raise AssertionError("depth estimated for a job that asked for none")
+
+    monkeypatch.setattr(depth_pkg, "source_depth_stage", no_depth)
+    same = jobs.run_job(tiny_model, example_path("body-source.png"), clip, untouched, jobs.JobOptions(), LIMITS,
+                        depth=jobs.DepthSettings())
+    assert same.video.read_bytes() == plain.video.read_bytes()
+    assert same.summary == plain.summary and same.depth_zip is None and same.depth_preview is None
+    assert sorted(p.name for p in untouched.iterdir()) == ["preview.mp4", "result.mp4"]
+    monkeypatch.undo()
+    # the depth pass on its own adds the depth and leaves the video as it was
+    only = tmp_path / "only"
+    only.mkdir()
+    passed = jobs.run_job(tiny_model, example_path("body-source.png"), clip, only, jobs.JobOptions(), LIMITS,
+                          depth=jobs.DepthSettings(depth_pass=True))
+    assert passed.video.read_bytes() == plain.video.read_bytes() and passed.depth_zip.is_file()
+
+
+def test_a_bad_plate_or_model_gives_one_line_before_any_work(tiny_model, tmp_path):
+    clip = _tiny_clip(tmp_path / "clip.mp4")
+    not_image = tmp_path / "plate.png"
+    not_image.write_text("not a picture")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    cases = [(jobs.DepthSettings(plate=not_image), tiny_model, {}, "background plate: not an image"),
+             (jobs.DepthSettings(plate=empty), tiny_model, {}, "the background plate is empty"),
+             (jobs.DepthSettings(plate=tmp_path / "clip.mp4"), tiny_model, {}, "the background plate must be an image"),
+             (jobs.DepthSettings(stereo="anaglyph"), fomm.load_model("actions-64", model="monkeynet"), {},
+              "Depth & 3D needs a First Order Motion model"),
+             (jobs.DepthSettings(fog_density=1.0), tiny_model, {"auto_crop": True},
+              "Depth & 3D does not work with auto-crop")]
+    for i, (settings, model, option_values, message) in enumerate(cases):
+        job = tmp_path / f"job{i}"
+        job.mkdir()
+        with pytest.raises(InputError, match=message) as err:
+            jobs.run_job(model, example_path("body-source.png"), clip, job, jobs.JobOptions(**option_values),
+                         LIMITS, depth=settings)
+        assert "\n" not in str(err.value) and str(tmp_path) not in str(err.value)
+        assert list(job.iterdir()) == []  # refused before anything was written

@@ -137,6 +137,26 @@ def test_every_model_in_the_picker_returns_a_video(served):
         assert page.locator(".toast-body").count() == 0, label
 
 
+def test_depth_and_3d_section_animates_the_default_example_in_anaglyph_with_a_swing(served):
+    app, browser = served
+    page = _page(browser, app)
+    assert not page.locator("#depth-row").is_visible()  # nothing about depth until a job makes some
+    assert not page.locator("#stereo").is_visible()  # the section starts collapsed
+    page.locator("#depth3d").get_by_text("Depth & 3D").first.click()
+    page.locator("#parallax").get_by_label("swing", exact=True).check()
+    page.locator("#stereo").get_by_label("anaglyph", exact=True).check()
+    _run_and_wait(page, None)
+    page.wait_for_function("document.querySelector('#summary textarea').value.includes('anaglyph')",
+                           timeout=60_000)
+    assert "swing parallax, anaglyph stereo" in page.input_value("#summary textarea")
+    page.wait_for_function("() => { const v = document.querySelector('#depth-preview video'); return v && v.src; }",
+                           timeout=60_000)
+    page.screenshot(path="/tmp/d3-shot.png", full_page=True)
+    links = page.locator("#depth-pass a").evaluate_all("els => els.map(e => e.href)")
+    assert any(link.endswith("depth-pass.zip") for link in links), links  # the download
+    assert page.locator(".toast-body").count() == 0
+
+
 def _upload_files() -> int:
     from gradio.utils import get_upload_folder
 

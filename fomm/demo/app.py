@@ -1,8 +1,11 @@
 """The Gradio app: ``build_app(...) -> gr.Blocks`` and ``launch(...)``.
 
 Tab "Animate": source photo + driving video -> animated video (driving fps and audio), shown as soon as it is
-written, then a side-by-side preview (source | driving | result with the keypoints that drove it). Tab "Webcam":
-the browser's webcam drives the photo live.
+written, then a side-by-side preview (source | driving | result with the keypoints that drove it). Its "Depth & 3D"
+section (collapsed; nothing set by default) adds a parallax camera move, stereo 3D, depth of field, fog or a new
+background, made from the photo's depth moved with the animation, and then also shows that depth as a grey video and
+offers it for download (:class:`~fomm.demo.jobs.DepthSettings`). Tab "Webcam": the browser's webcam drives the
+photo live.
 
 Defaults that fit: every model in the picker says what it is for (faces / bodies / shapes) and its resolution, the
 example galleries offer the examples of that subject, and the page starts on a face model when one is installed
@@ -38,7 +41,17 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 from fomm.demo.examples import DRIVING_EXAMPLES, SOURCE_EXAMPLES, example_files, examples_dir
-from fomm.demo.jobs import DemoLimits, JobOptions, auto_crop_available, check_input_path, check_source, job_steps
+from fomm.demo.jobs import (
+    PARALLAX_CHOICES,
+    STEREO_CHOICES,
+    DemoLimits,
+    DepthSettings,
+    JobOptions,
+    auto_crop_available,
+    check_input_path,
+    check_source,
+    job_steps,
+)
 from fomm.demo.models import ModelChoice, ModelPool, as_choices, default_choice, shipped_choices
 from fomm.demo.webcam import LiveOptions, WebcamSession, face_crop_available, fastest_device
 from fomm.errors import FommError
@@ -61,13 +74,14 @@ class _SourceImage(gr.Image):
     for a valid 20000x20000 PNG (Pillow's decompression-bomb limit) and for an empty file alike."""
 
     is_template = True  # rendered by the stock Image component in the browser
+    what = "source photo"  # what the messages call it (the background plate uses this class too)
 
     def preprocess(self, payload: Any) -> Any:
         if payload is None:
             return None
         path = getattr(payload, "path", None)
         if not path:
-            raise gr.Error("the source photo did not arrive; upload it again", print_exception=False)
+            raise gr.Error(f"the {self.what} did not arrive; upload it again", print_exception=False)
         return str(path)
 
 
@@ -107,6 +121,20 @@ def _allowed_roots() -> list[Path]:
 
 def _ui_error(err: Exception) -> gr.Error:
     return gr.Error(str(err), print_exception=False)
+
+
+def _plate_path(plate: str | None, roots: list[Path]) -> Path | None:
+    """The background plate upload, held to the same rule as the photo (only uploads and bundled files)."""
+    return check_input_path(plate, roots, "background plate") if plate else None
+
+
+def _depth_files(step: Any) -> tuple[str | None, str | None]:
+    """The job's depth preview and depth pass zip, copied into Gradio's cache (the job folder goes), or Nones."""
+    if step.depth_zip is None:
+        return None, None
+    folder = get_upload_folder()
+    return save_file_to_cache(step.depth_preview, folder), save_file_to_cache(step.depth_zip, folder)
+
 
 
 def _is_example(path: str | None) -> bool:
@@ -213,27 +241,35 @@ def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *
                 new_source, new_driving)
 
     def animate(source: str | None, driving: str | None, model_label: str | None, motion: str, adapt: bool,
-                best: bool, crop: bool,
+                best: bool, crop: bool, parallax: str = "none", parallax_amount: float = 0.02, stereo: str = "none",
+                divergence: float = 2.0, dof: bool = False, focus: float = 0.8, aperture: float = 2.0,
+                fog_density: float = 0.0, fog_colour: str = "#ffffff", plate: str | None = None,
+                plate_depth: float = 0.0, depth_pass: bool = False,
                 # Gradio's documented idiom: it injects a live tracker for a gr.Progress default; the default
                 # object itself is never used, so building it once at definition time is harmless.
                 progress: gr.Progress = gr.Progress(),  # noqa: B008
-                ) -> Iterator[tuple[Any, Any, str]]:
+                ) -> Iterator[tuple[Any, ...]]:
         report = _thread_safe_progress(progress)
         try:
             roots = _allowed_roots()
             src = check_input_path(source, roots, "source image")
             drv = check_input_path(driving, roots, "driving video")
+            depth = DepthSettings(parallax=parallax or "none", parallax_amount=parallax_amount,
+                                  stereo=stereo or "none", divergence=divergence, dof=dof, focus=focus,
+                                  aperture=aperture, fog_density=fog_density, fog_colour=fog_colour or "#ffffff",
+                                  plate=_plate_path(plate, roots), plate_depth=plate_depth, depth_pass=depth_pass)
             report(0.0, "loading the model")
             model = pool.get(model_label)
             options = JobOptions(relative=motion == "relative", adapt_movement_scale=adapt, find_best_frame=best,
                                  auto_crop=crop and crop_ok)
             with tempfile.TemporaryDirectory(prefix="fomm-demo-job-") as job_dir:
-                video = None
-                for step in job_steps(model, src, drv, Path(job_dir), options, limits, report):
+                video = depth_files = None
+                for step in job_steps(model, src, drv, Path(job_dir), options, limits, report, depth):
                     # Copied out before the job folder goes; Gradio serves and sweeps its cache.
                     video = video or save_file_to_cache(step.video, get_upload_folder())
                     preview = save_file_to_cache(step.preview, get_upload_folder()) if step.preview else None
-                    yield video, preview, step.summary
+                    depth_files = depth_files or _depth_files(step)
+                    yield video, preview, step.summary, *depth_files
         except FommError as err:
             raise _ui_error(err) from None
         except gr.Error:
@@ -307,21 +343,68 @@ def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *
                     best_in = gr.Checkbox(False, label="Find best frame (face landmarks)")
                     crop_in = gr.Checkbox(False, label="Auto-crop the face", visible=crop_ok)
                     run_btn = gr.Button("Animate", variant="primary", elem_id="run")
+            with gr.Accordion("Depth & 3D", open=False, elem_id="depth3d"):
+                gr.Markdown("Effects made from the photo's depth, moved with the animation (estimated offline; "
+                            "Depth-Anything when its weights are installed). Any of them, or the depth pass box, also "
+                            "shows the depth (near = white) and offers it for download: 16-bit PNG frames and "
+                            "depth.json, ready for `fomm composite --depth`. They run in this order: background, "
+                            "fog, depth of field, parallax, stereo.")
+                with gr.Row():
+                    parallax_in = gr.Radio(list(PARALLAX_CHOICES), value="none", label="Parallax camera move",
+                                           elem_id="parallax")
+                    amount_in = gr.Slider(0.0, 0.25, value=0.02, step=0.005, label="Parallax amount",
+                                          info="fraction of the width", elem_id="parallax-amount")
+                with gr.Row():
+                    stereo_in = gr.Radio(list(STEREO_CHOICES), value="none", label="Stereo 3D",
+                                         info="sbs/cross/tb are twice as wide/tall; hsbs/htb squeeze both eyes into "
+                                              "one frame; anaglyph: red-cyan glasses", elem_id="stereo")
+                    divergence_in = gr.Slider(0.0, 10.0, value=2.0, step=0.1, label="Divergence",
+                                              info="disparity between the eyes, percent of the width",
+                                              elem_id="divergence")
+                with gr.Row():
+                    dof_in = gr.Checkbox(False, label="Depth of field", elem_id="dof")
+                    focus_in = gr.Slider(0.0, 1.0, value=0.8, step=0.01, label="Focus",
+                                         info="depth in focus: 0 far, 1 near", elem_id="focus")
+                    aperture_in = gr.Slider(0.0, 10.0, value=2.0, step=0.1, label="Aperture",
+                                            info="blur, percent of the width per unit of depth", elem_id="aperture")
+                with gr.Row():
+                    fog_in = gr.Slider(0.0, 50.0, value=0.0, step=0.5, label="Fog density", info="0: no fog",
+                                       elem_id="fog")
+                    fog_colour_in = gr.ColorPicker("#ffffff", label="Fog colour", elem_id="fog-colour")
+                with gr.Row():
+                    plate_in = _SourceImage(label="Background plate (optional)", type="filepath", image_mode=None,
+                                            sources=["upload", "clipboard"], elem_id="plate", height=160)
+                    plate_in.what = "background plate"
+                    with gr.Column():
+                        plate_depth_in = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Plate depth",
+                                                   info="where the plate sits in a parallax move: 0 far",
+                                                   elem_id="plate-depth")
+                        depth_pass_in = gr.Checkbox(False, label="Depth pass (preview and download) without effects",
+                                                    elem_id="depth-pass-box")
             with gr.Row():
                 # The summary says whether the driving audio came along (the label used to claim it always did).
                 result_out = gr.Video(label="Result", elem_id="result", height=320)
                 preview_out = gr.Video(label="Preview: source | driving | result with the keypoints that drove it",
                                        elem_id="preview", height=320)
+            # Hidden until a job makes a depth pass, so the default page looks as it did. The endpoint returns plain
+            # files (None without a depth pass) and the row follows them, which keeps the API's outputs simple.
+            with gr.Row(visible=False, elem_id="depth-row") as depth_row:
+                depth_out = gr.Video(label="Depth (near = white)", elem_id="depth-preview", height=320)
+                depth_zip_out = gr.File(label="Depth pass: 16-bit PNG frames + depth.json", elem_id="depth-pass")
             summary_out = gr.Textbox(label="Details", interactive=False, elem_id="summary")
             source_examples.click(lambda sample: sample[0], [source_examples], [source_in], queue=False,
                                   api_visibility="private")
             driving_examples.click(lambda sample: sample[0], [driving_examples], [driving_in], queue=False,
                                    api_visibility="private")
+            depth_zip_out.change(lambda z: gr.Row(visible=bool(z)), [depth_zip_out], [depth_row], queue=False,
+                                 api_visibility="private")
             model_in.change(pick_model, [model_in, source_in, driving_in],
                             [model_md, source_examples, driving_examples, source_in, driving_in], queue=False,
                             api_visibility="private")
-            run_btn.click(animate, [source_in, driving_in, model_in, motion_in, adapt_in, best_in, crop_in],
-                          [result_out, preview_out, summary_out], api_name="animate",
+            run_btn.click(animate, [source_in, driving_in, model_in, motion_in, adapt_in, best_in, crop_in,
+                                    parallax_in, amount_in, stereo_in, divergence_in, dof_in, focus_in, aperture_in,
+                                    fog_in, fog_colour_in, plate_in, plate_depth_in, depth_pass_in],
+                          [result_out, preview_out, summary_out, depth_out, depth_zip_out], api_name="animate",
                           concurrency_limit=limits.concurrency, concurrency_id="animate")
         with gr.Tab("Webcam", id="webcam"):
             gr.Markdown(f"Your webcam drives the photo live (device: {live_device}). Hold the pose the photo shows "

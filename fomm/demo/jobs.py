@@ -13,7 +13,8 @@ frames and wrote a 6000x6000 video, and a 20000x20000 PNG failed with "not an im
   and the job's summary says so;
 * the output is the model's working size (64 or 256), except with auto-crop, whose paste-back writes the photo's
   size: that is capped at ``max_output_pixels`` (and kept even, since H.264 pads odd sides; the summary once said
-  1145x1145 for the 1146x1146 video);
+  1145x1145 for the 1146x1146 video); a stereo layout that doubles the frame (side by side, top-bottom) counts
+  double, so each eye shrinks rather than the pair going past the cap (:func:`output_size_for`);
 * progress is one bar over the job's stages (checking, animating, preview) with the stage's name: before, the bar
   showed nothing for the minute the face search took and restarted at 0% for the preview;
 * the result is ready as soon as its video is written (:func:`job_steps` yields it), and the side-by-side preview
@@ -25,13 +26,16 @@ frames and wrote a 6000x6000 video, and a 20000x20000 PNG failed with "not an im
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import dataclasses
 import inspect
 import math
 import os
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +43,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fomm.animate import AnimationOptions, FrameOutputs, StageContext, animate_video
-from fomm.errors import InputError
-from fomm.io.image import IMAGE_EXTENSIONS, read_image, resize_uint8
+from fomm.compositing.camera import MOVES
+from fomm.compositing.stereo import STEREO_FORMATS, packed_size
+from fomm.errors import InputError, OutputError
+from fomm.io.atomic import atomic_file
+from fomm.io.image import IMAGE_EXTENSIONS, read_image, resize_uint8, write_image
 from fomm.io.reading import VideoInfo, iter_frames, probe_video
 from fomm.io.writing import VideoWriter
 
@@ -103,6 +110,119 @@ class JobResult:
     preview: Path | None  # source | driving | result with the keypoints that drove it; None until it is written
     summary: str
     has_audio: bool = False
+    depth_preview: Path | None = None  # the depth pass as grey video (near = white); only with Depth & 3D
+    depth_zip: Path | None = None  # the depth pass: 16-bit PNG frames + depth.json; only with Depth & 3D
+
+
+#: The "Depth & 3D" choices: "none" first (the default), then the compositing engine's own names.
+PARALLAX_CHOICES = ("none", *MOVES)
+STEREO_CHOICES = ("none", *STEREO_FORMATS)
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
+_RGBA = re.compile(r"^rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(?:,\s*[\d.]+\s*)?\)$")
+
+
+def parse_colour(text: object, what: str = "fog colour") -> tuple[float, float, float]:
+    """``(r, g, b)`` in 0-255 from what a colour picker sends: ``#rrggbb``, ``#rgb`` or ``rgb(a)(r, g, b[, a])``
+    (Gradio's picker has sent both forms across versions)."""
+    value = str(text or "").strip()
+    m = _HEX.match(value)
+    if m:
+        digits = m.group(1) if len(m.group(1)) == 6 else "".join(c * 2 for c in m.group(1))
+        return tuple(float(int(digits[i:i + 2], 16)) for i in (0, 2, 4))
+    m = _RGBA.match(value)
+    if m and all(0.0 <= float(v) <= 255.0 for v in m.groups()):
+        return tuple(float(v) for v in m.groups())
+    raise InputError(f"the {what} must be a colour like #c8d2e6, got {value[:40]!r}")
+
+
+def _setting(value: object, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise InputError(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class DepthSettings:
+    """The "Depth & 3D" section of the page: what the job composites with the source's depth.
+
+    Checked here with the page's own words (the engine's :class:`~fomm.compositing.stage.CompositeOptions` names
+    the command-line flags, which mean nothing to someone using sliders or the HTTP API), then turned into engine
+    options by :meth:`composite_options`. Defaults are "nothing": a job with default settings runs exactly as it
+    did before the section existed (no depth estimated).
+
+    Attributes:
+        parallax: one of :data:`PARALLAX_CHOICES`; ``parallax_amount``: size of the move, fraction of the width.
+        stereo: one of :data:`STEREO_CHOICES`; ``divergence``: disparity between the eyes, percent of the width.
+        dof: depth of field on/off; ``focus``: the depth in focus (0 far - 1 near); ``aperture``: blur, percent of
+            the width per unit of depth.
+        fog_density: exponential depth fog, 0 = off; ``fog_colour``: ``#rrggbb``.
+        plate: a background image that replaces what is behind the person (already through
+            :func:`check_input_path`), or None; ``plate_depth``: its depth in a parallax move (0 = far).
+        depth_pass: offer the depth pass even when no effect is asked for.
+    """
+
+    parallax: str = "none"
+    parallax_amount: float = 0.02
+    stereo: str = "none"
+    divergence: float = 2.0
+    dof: bool = False
+    focus: float = 0.8
+    aperture: float = 2.0
+    fog_density: float = 0.0
+    fog_colour: str = "#ffffff"
+    plate: Path | None = None
+    plate_depth: float = 0.0
+    depth_pass: bool = False
+
+    def __post_init__(self) -> None:
+        if self.parallax not in PARALLAX_CHOICES:
+            raise InputError(f"parallax move must be one of {', '.join(PARALLAX_CHOICES)}, got {self.parallax!r}")
+        if self.stereo not in STEREO_CHOICES:
+            raise InputError(f"stereo format must be one of {', '.join(STEREO_CHOICES)}, got {self.stereo!r}")
+        for name, value, lo, hi in (("parallax amount", self.parallax_amount, 0.0, 0.25),
+                                    ("stereo divergence", self.divergence, 0.0, 10.0),
+                                    ("focus", self.focus, 0.0, 1.0), ("aperture", self.aperture, 0.0, 10.0),
+                                    ("fog density", self.fog_density, 0.0, 50.0),
+                                    ("plate depth", self.plate_depth, 0.0, 1.0)):
+            _setting(value, name, lo, hi)
+        for name, value in (("depth of field", self.dof), ("depth pass", self.depth_pass)):
+            if not isinstance(value, bool):
+                raise InputError(f"{name} must be true or false, got {value!r}")
+        parse_colour(self.fog_colour)
+
+    @property
+    def compositing(self) -> bool:
+        """Whether any effect is asked for (the composite stage runs)."""
+        return (self.parallax != "none" or self.stereo != "none" or self.dof or self.fog_density > 0
+                or self.plate is not None)
+
+    @property
+    def active(self) -> bool:
+        """Whether the job estimates depth at all (an effect, or the depth pass on its own)."""
+        return self.compositing or self.depth_pass
+
+    @property
+    def moves_pixels(self) -> bool:
+        """Whether the written frame is geometrically another view than the model's (parallax or stereo), so the
+        keypoints that drove the model no longer sit on what they mark."""
+        return self.parallax != "none" or self.stereo != "none"
+
+    def composite_options(self, plate: Path | None = None):
+        """The engine's :class:`~fomm.compositing.stage.CompositeOptions`; ``plate``: the checked plate file to read
+        (default :attr:`plate`)."""
+        from fomm.compositing.camera import ParallaxConfig
+        from fomm.compositing.stage import CompositeOptions
+        from fomm.compositing.stereo import StereoConfig
+
+        return CompositeOptions(
+            parallax=None if self.parallax == "none" else ParallaxConfig(move=self.parallax,
+                                                                          amount=float(self.parallax_amount)),
+            stereo=None if self.stereo == "none" else StereoConfig(format=self.stereo,
+                                                                    divergence=float(self.divergence)),
+            dof=(float(self.focus), float(self.aperture)) if self.dof else None,
+            fog=(float(self.fog_density), parse_colour(self.fog_colour)) if self.fog_density > 0 else None,
+            background=plate if plate is not None else self.plate, plate_depth=float(self.plate_depth))
 
 
 def _no_report(fraction: float, stage: str) -> None:
@@ -159,43 +279,67 @@ def _header_pixels(path: Path) -> tuple[int, str] | None:
         return None
 
 
-def check_source(path: Path, limits: DemoLimits, notes: list[str] | None = None) -> np.ndarray:
+def check_source(path: Path, limits: DemoLimits, notes: list[str] | None = None, what: str = "source") -> np.ndarray:
     """The source photo as uint8 ``[H, W, 3]``; InputError if it is not an image we accept. A photo above
-    ``limits.max_source_pixels`` is scaled down, and a line saying so is appended to ``notes``."""
+    ``limits.max_source_pixels`` is scaled down, and a line saying so is appended to ``notes``.
+
+    ``what`` names the upload in the messages: ``"source"`` (the photo to animate) or another still the job reads,
+    such as ``"background plate"``, which goes through exactly the same checks because it is just as much an
+    upload from a stranger."""
+    image, photo_name, short = (("source image", "source photo", "photo") if what == "source" else (what,) * 3)
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise InputError(f"the source must be an image ({', '.join(IMAGE_EXTENSIONS)}), "
+        raise InputError(f"the {what} must be an image ({', '.join(IMAGE_EXTENSIONS)}), "
                          f"not '{path.suffix or path.name}'")
-    _check_size(path, limits, "source image")
+    _check_size(path, limits, image)
     header = _header_pixels(path)
     if header is not None and header[0] > limits.max_decode_pixels:
-        raise InputError(f"the source photo is {header[1]}, too large to open safely; "
+        raise InputError(f"the {photo_name} is {header[1]}, too large to open safely; "
                          f"photos up to {limits.max_decode_pixels / 1e6:.0f} MP are accepted: scale it down first")
     try:
         photo = read_image(path)
     except InputError as err:  # empty, corrupt, too small, or read_image's own size limit
-        raise InputError(f"source image: {_strip_path(err, path)}") from None
+        raise InputError(f"{image}: {_strip_path(err, path)}") from None
     h, w = photo.shape[:2]
     if h * w > limits.max_source_pixels:
         scale = math.sqrt(limits.max_source_pixels / (h * w))
         nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
         photo = resize_uint8(photo, (nh, nw))
         if notes is not None:
-            notes.append(f"the photo ({w}x{h}) was scaled down to {nw}x{nh} "
+            notes.append(f"the {short} ({w}x{h}) was scaled down to {nw}x{nh} "
                          f"(limit {limits.max_source_pixels / 1e6:.1f} MP)")
     return photo
 
 
 def output_size_for(photo: np.ndarray, options: AnimationOptions, limits: DemoLimits,
-                    notes: list[str] | None = None) -> tuple[int, int] | None:
-    """The output size a job may write: ``None`` (the model's working size) unless auto-crop pastes back into the
-    photo, whose size is then capped at ``limits.max_output_pixels`` and rounded down to even sides."""
-    if not options.auto_crop:
-        return options.output_size
-    h, w = options.output_size or photo.shape[:2]
-    scale = min(1.0, math.sqrt(limits.max_output_pixels / (h * w)))
+                    notes: list[str] | None = None, *, stereo: str | None = None,
+                    model_size: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The size of each animated frame a job may write: ``None`` (the model's working size) unless auto-crop pastes
+    back into the photo, or a stereo layout would make the written frame too large.
+
+    The cap (``limits.max_output_pixels``) applies to the frame as written, because that is what the server encodes
+    and sends: ``stereo`` ``sbs``/``cross`` put the two eyes side by side (twice the width) and ``tb`` one over the
+    other (twice the height), so each eye is scaled down until the packed frame fits; ``hsbs``/``htb`` squeeze the
+    eyes into one frame's size and ``anaglyph`` is one frame, so they change nothing. Scaled sizes are rounded down to
+    even sides (H.264 pads odd ones, and the half layouts need them even). ``model_size`` is the model's ``(H, W)``,
+    needed only to size a stereo layout of the model's frames.
+    """
+    def packed(size: tuple[int, int]) -> tuple[int, int]:
+        return packed_size(stereo, size) if stereo else size
+
+    if options.auto_crop:
+        h, w = options.output_size or photo.shape[:2]
+    else:
+        base = options.output_size or model_size
+        if base is None or math.prod(packed(base)) <= limits.max_output_pixels:
+            return options.output_size  # the default path: nothing to cap
+        h, w = base
+    ph, pw = packed((h, w))
+    scale = min(1.0, math.sqrt(limits.max_output_pixels / (ph * pw)))
     oh, ow = max(16, int(h * scale) // 2 * 2), max(16, int(w * scale) // 2 * 2)
     if scale < 1.0 and notes is not None:
-        notes.append(f"output capped at {ow}x{oh} (limit {limits.max_output_pixels / 1e6:.1f} MP)")
+        ph, pw = packed((oh, ow))
+        eyes = f", each eye {ow}x{oh}" if (ph, pw) != (oh, ow) else ""
+        notes.append(f"output capped at {pw}x{ph}{eyes} (limit {limits.max_output_pixels / 1e6:.1f} MP)")
     return (oh, ow)
 
 
@@ -319,65 +463,193 @@ class KeypointRecorder:
 
 def write_preview(source: np.ndarray, driving: Path, result: Path, output: Path, info: VideoInfo,
                   keypoints: Sequence[np.ndarray | None] = (), panel: int = 256, report: Report = _no_report,
-                  start: float = ANIMATE_SHARE) -> int:
+                  start: float = ANIMATE_SHARE, result_width: int | None = None) -> int:
     """Write ``output`` (MP4, driving fps, driving audio): source | driving | result with the keypoints that drove
-    it (``keypoints[i]``: frame i's ``[K, 2]`` in ``[-1, 1]``, from the animator), each ``panel`` x ``panel``.
-    Returns the number of frames written."""
+    it (``keypoints[i]``: frame i's ``[K, 2]`` in ``[-1, 1]``, from the animator), each ``panel`` x ``panel``;
+    ``result_width`` widens the result's panel (a side-by-side stereo result keeps its shape instead of being
+    squeezed into a square). Returns the number of frames written."""
     src_panel = resize_uint8(source, (panel, panel))
     total = max(len(keypoints) or info.num_frames, 1)
     count = 0
+    res_size = (panel, result_width or panel)
     with VideoWriter(output, info.fps_fraction, audio_from=driving if info.has_audio else None) as writer:
-        pairs = zip(iter_frames(driving, size=(panel, panel)), iter_frames(result, size=(panel, panel)),
-                    strict=False)
+        pairs = zip(iter_frames(driving, size=(panel, panel)), iter_frames(result, size=res_size), strict=False)
         for i, (drv, res) in enumerate(pairs):
             kp = keypoints[i] if i < len(keypoints) else None
-            writer.write(side_by_side([src_panel, drv, res if kp is None else draw_keypoints(res, kp)], panel))
+            shown = res if kp is None else draw_keypoints(res, kp)
+            if result_width:
+                writer.write(np.concatenate([side_by_side([src_panel, drv], panel), shown], axis=1))
+            else:
+                writer.write(side_by_side([src_panel, drv, shown], panel))
             count += 1
             if count % 10 == 0 or count == total:
                 report(start + (1 - start) * min(count / total, 1.0), f"preview: frame {count} of {total}")
     return count
 
 
+# ------------------------------------------------------------------------------------------------- depth & 3D
+
+
+class DepthOutputs:
+    """The view sink of a job's depth: the depth pass (``DIR/000000.png``... 16-bit, and ``depth.json``, through
+    :class:`~fomm.compositing.depth.DepthFolderWriter`, so the folder appears whole or not at all) and a grey
+    preview video of the same frames (near = white), both written as the frames come, so the depth is ready with
+    the result rather than after a second pass over the video."""
+
+    def __init__(self, folder: Path, preview: Path, fps: Fraction, meta: dict) -> None:
+        from fomm.compositing.depth import DepthFolderWriter
+
+        self.folder = DepthFolderWriter(folder, fps, "png", meta)
+        self.preview = VideoWriter(preview, fps)
+        self._stack = contextlib.ExitStack()
+
+    def write(self, depth: np.ndarray) -> None:
+        self.folder.write(depth)
+        grey = np.round(np.clip(np.asarray(depth, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+        self.preview.write(np.repeat(grey[:, :, None], 3, axis=2))
+
+    def __enter__(self) -> DepthOutputs:
+        self._stack.enter_context(self.folder)
+        self._stack.enter_context(self.preview)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return bool(self._stack.__exit__(exc_type, exc, tb))
+
+
+def zip_depth_pass(folder: Path, target: Path) -> Path:
+    """``target``: a zip of the depth pass ``folder`` under ``depth/`` (ready for ``fomm composite --depth
+    depth/`` once unpacked), written atomically. PNGs are stored as they are (already compressed; deflating them
+    again costs time for nothing), the sidecar is deflated."""
+    try:
+        with atomic_file(target, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w") as zf:
+            for f in sorted(folder.iterdir()):
+                zf.write(f, f"depth/{f.name}",
+                         compress_type=zipfile.ZIP_STORED if f.suffix == ".png" else zipfile.ZIP_DEFLATED)
+    except OSError as err:  # the job folder is the server's: say what failed, not where
+        raise OutputError(f"could not pack the depth pass ({err.strerror or type(err).__name__})") from None
+    return target
+
+
+def _check_depth_job(model: object, options: AnimationOptions) -> None:
+    """Refuse, before any work, what the depth stage cannot follow: auto-crop (the depth would need pasting back
+    like the face) and families without a dense motion field to move the source's depth with."""
+    if options.auto_crop:
+        raise InputError("Depth & 3D does not work with auto-crop yet: untick one of them")
+    family = getattr(model, "model", "fomm")
+    if family != "fomm":
+        raise InputError(f"Depth & 3D needs a First Order Motion model (its motion field moves the photo's depth); "
+                         f"this one is {family}: pick another model or leave the Depth & 3D section unset")
+
+
+def _depth_meta(meta: dict, source_path: Path, driving_path: Path) -> dict:
+    """The depth pass sidecar's metadata with the inputs named as the user knows them (their file names), and any
+    estimator path reduced to its name: the zip leaves the server."""
+    out = {k: (Path(v).name if isinstance(v, str) and os.path.isabs(v) else v) for k, v in meta.items()}
+    out.update(source=source_path.name, driving=driving_path.name)
+    return out
+
+
+def _effects(depth: DepthSettings) -> str:
+    parts = [f"{depth.parallax} parallax" if depth.parallax != "none" else "",
+             f"{depth.stereo} stereo" if depth.stereo != "none" else "", "depth of field" if depth.dof else "",
+             "fog" if depth.fog_density > 0 else "", "background plate" if depth.plate is not None else ""]
+    return ", ".join(p for p in parts if p) or "depth pass only"
+
+
 def job_steps(model: object, source_path: Path, driving_path: Path, job_dir: Path, options: JobOptions,
-              limits: DemoLimits = DemoLimits(), report: Report = _no_report) -> Iterator[JobResult]:
+              limits: DemoLimits = DemoLimits(), report: Report = _no_report,
+              depth: DepthSettings | None = None) -> Iterator[JobResult]:
     """Check the inputs, animate into ``job_dir/result.mp4`` and yield the result at once (``preview=None``),
     then write ``job_dir/preview.mp4`` and yield the result again with it.
 
-    ``source_path``/``driving_path`` must already have passed :func:`check_input_path`.
+    With ``depth`` settings that ask for something (:attr:`DepthSettings.active`), the source's depth is estimated
+    once (estimator ``auto``: Depth-Anything when its weights are on disk, else the offline portrait estimator) and
+    two stages follow the keypoint recorder, as in ``fomm animate --export-depth``: the depth pass stage (the
+    depth moved with each frame, view ``"depth"``) and, when an effect is set, the composite stage that reads that
+    view. The view goes to ``job_dir/depth/`` and ``job_dir/depth-preview.mp4`` while the video is written, and
+    ``job_dir/depth-pass.zip`` is packed before the result is yielded. With default settings none of this runs.
+
+    ``source_path``/``driving_path`` must already have passed :func:`check_input_path` (and ``depth.plate`` too).
     """
     report(0.0, "checking the inputs")
     notes: list[str] = []
     source = check_source(source_path, limits, notes)
     info = check_driving(driving_path, limits)
+    depth = depth if depth is not None and depth.active else None
     options = options.replace(progress=False, auto_crop=options.auto_crop and auto_crop_available())
-    options = options.replace(output_size=output_size_for(source, options, limits, notes))
+    plate = None
+    if depth is not None:
+        _check_depth_job(model, options)
+        if depth.plate is not None:
+            plate_pixels = check_source(depth.plate, limits, notes, what="background plate")
+    stereo = depth.stereo if depth is not None and depth.stereo != "none" else None
+    options = options.replace(output_size=output_size_for(source, options, limits, notes, stereo=stereo,
+                                                          model_size=getattr(model, "image_size", None)))
     if options.auto_crop:
         report(0.0, "finding the face in the photo and the video")
     recorder = KeypointRecorder(report)
+    stages: list = [recorder]
+    sinks: dict = {}
+    names = {driving_path: "the driving video", source_path: "the source image", job_dir: "the job folder"}
     try:
-        result = animate_video(model, source, driving_path, job_dir / "result.mp4", options, stages=[recorder])
-    except InputError as err:
+        if depth is not None:
+            from fomm.compositing.depth import DepthOptions, source_depth_stage
+
+            if depth.plate is not None:
+                # The engine reads the plate from a file: give it the checked (and, if need be, scaled-down) pixels,
+                # not the upload, so what was checked is what is read.
+                plate = job_dir / "plate.png"
+                write_image(plate, plate_pixels)
+
+            report(0.0, "estimating the depth of the photo")
+            depth_stage, meta = source_depth_stage(source, DepthOptions(estimator="auto"))
+            stages.append(depth_stage)
+            sinks[depth_stage.view] = DepthOutputs(job_dir / "depth", job_dir / "depth-preview.mp4",
+                                                   info.fps_fraction, _depth_meta(meta, source_path, driving_path))
+            if depth.compositing:
+                from fomm.compositing.stage import CompositeStage
+
+                stages.append(CompositeStage(depth.composite_options(plate),
+                                             device=getattr(model, "device", "cpu"), depth_view=depth_stage.view))
+        result = animate_video(model, source, driving_path, job_dir / "result.mp4", options, stages=stages,
+                               view_sinks=sinks)
+    except (InputError, OutputError) as err:
         # A video that probes fine can still end early while it is decoded; the message then names the file by
         # its server-side path, which means nothing to the user and tells a stranger about the server.
-        raise InputError(_hide_paths(str(err), {driving_path: "the driving video", source_path: "the source image",
-                                                job_dir: "the job folder"})) from None
+        raise type(err)(_hide_paths(str(err), names)) from None
     written = probe_video(result.output)  # what the file holds (H.264 pads odd sides), not what was asked
     w, h = written.display_size[1], written.display_size[0]
     audio = "with the driving audio" if result.has_audio else "no audio in the driving video"
     best = f", reference frame {result.best_frame}" if options.find_best_frame else ""
+    three_d = ""
+    depth_preview = depth_zip = None
+    if depth is not None:
+        three_d = f"; Depth & 3D: {_effects(depth)}, depth from the {meta['estimator']} estimator"
+        depth_preview = job_dir / "depth-preview.mp4"
+        depth_zip = zip_depth_pass(job_dir / "depth", job_dir / "depth-pass.zip")
     extra = "".join(f"; {n}" for n in notes)
-    summary = f"{result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio}{best}{extra}"
-    done = JobResult(video=result.output, preview=None, summary=summary, has_audio=result.has_audio)
+    summary = f"{result.num_frames} frames, {w}x{h}, {result.fps:g} fps, {audio}{best}{three_d}{extra}"
+    done = JobResult(video=result.output, preview=None, summary=summary, has_audio=result.has_audio,
+                     depth_preview=depth_preview, depth_zip=depth_zip)
     yield done
     report(ANIMATE_SHARE, "preview")
     preview = job_dir / "preview.mp4"
-    write_preview(source, driving_path, result.output, preview, info, recorder.keypoints, report=report)
+    if depth is not None and depth.moves_pixels:
+        # The written frame is another camera's view: the keypoints would mark the wrong spots, and a side-by-side
+        # or top-bottom pair keeps its shape rather than being squeezed into a square panel.
+        wide = max(2, round(256 * w / h) // 2 * 2)
+        write_preview(source, driving_path, result.output, preview, info, (), report=report,
+                      result_width=wide if wide != 256 else None)
+    else:
+        write_preview(source, driving_path, result.output, preview, info, recorder.keypoints, report=report)
     report(1.0, "done")
     yield dataclasses.replace(done, preview=preview)
 
 
 def run_job(model: object, source_path: Path, driving_path: Path, job_dir: Path, options: JobOptions,
-            limits: DemoLimits = DemoLimits(), progress: bool = True, report: Report = _no_report) -> JobResult:
+            limits: DemoLimits = DemoLimits(), progress: bool = True, report: Report = _no_report,
+            depth: DepthSettings | None = None) -> JobResult:
     """:func:`job_steps` to the end: the result with its preview."""
-    *_, last = job_steps(model, source_path, driving_path, job_dir, options, limits, report)
+    *_, last = job_steps(model, source_path, driving_path, job_dir, options, limits, report, depth)
     return last
