@@ -11,7 +11,15 @@ import contextlib
 import json
 import sys
 
-from fomm.cli.common import add_model_options, load_model_from_args, parse_size
+from fomm.cli.common import (
+    add_model_options,
+    int_range,
+    load_model_from_args,
+    parse_size,
+    port,
+    positive_float,
+    positive_int,
+)
 from fomm.errors import FommError
 
 
@@ -36,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    f"line) or POST /control/<command> on the mjpeg output. Commands: {keys}.")
     io = p.add_argument_group("input/output")
     io.add_argument("--source", required=True, help="photo, or a folder of photos (n/p switch between them)")
-    io.add_argument("--camera", type=int, metavar="N", help="camera index (OpenCV; 0 is the first camera)")
+    io.add_argument("--camera", type=int_range(0, 255), metavar="N",
+                    help="camera index (OpenCV; 0 is the first camera)")
     io.add_argument("--driving", metavar="VIDEO", help="a video played at its own frame rate, looping")
     io.add_argument("--output", default=None,
                     help="comma-separated: window, virtualcam (pip install 'fomm[live]' + v4l2loopback/OBS), "
@@ -47,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="what the model sees of the camera frame: auto = track the face (dlib/OpenCV, "
                          "pip install 'fomm[crop]'), center = the centre square, none = the whole frame squashed "
                          "(default: %(default)s)")
-    io.add_argument("--fps-cap", type=float, default=None, metavar="N", help="animate at most N frames per second")
+    io.add_argument("--fps-cap", type=positive_float, default=None, metavar="N",
+                    help="animate at most N frames per second")
     io.add_argument("--remote", metavar="HOST:PORT", help="run the model on a 'fomm live-worker' there")
     motion = p.add_argument_group("motion")
     motion.add_argument("--smooth", choices=("on", "off"), default="on",
@@ -60,8 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="animate every frame of --driving instead of keeping up with its frame rate (for "
                           "recording a file; nothing is dropped)")
     ctl.add_argument("--once", action="store_true", help="play --driving once instead of looping")
-    ctl.add_argument("--frames", type=int, metavar="N", help="stop after N output frames")
-    ctl.add_argument("--benchmark", type=int, metavar="N",
+    ctl.add_argument("--frames", type=positive_int, metavar="N", help="stop after N output frames")
+    ctl.add_argument("--benchmark", type=positive_int, metavar="N",
                      help="run N frames without a window and print JSON: fps in/out, drops, p50/p95 latency per "
                           "stage and capture to output")
     add_model_options(p)
@@ -71,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w = sub.add_parser("live-worker", help="serve the model to 'fomm live --remote' (e.g. on a GPU machine)",
                        description="Run the model for 'fomm live --remote HOST:PORT' clients (one at a time). No "
                                    "authentication: bind beyond 127.0.0.1 only on a trusted network.")
-    w.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    w.add_argument("--port", type=port, required=True, help="TCP port to listen on")
     w.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     add_model_options(w)
     _add_engine_options(w)
