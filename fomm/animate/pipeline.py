@@ -45,14 +45,14 @@ from fomm.errors import FommError, InputError
 from fomm.io.image import read_image, tensor_to_uint8
 from fomm.io.reading import frame_times, iter_frames, probe_video
 from fomm.io.writing import check_output_path, open_writer
+from fomm.models.fomm.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from fomm.animate.autocrop import AutoCropPlan
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def _size_option(size: Any) -> tuple[int, int] | None:
+def output_size_option(size: Any) -> tuple[int, int] | None:
+    """An output-size option (``N`` or ``(H, W)``, sides 16-8192, or ``None``) as ``(H, W)``; a one-line
+    :class:`InputError` otherwise. Shared by :class:`AnimationOptions` and :class:`fomm.live.LiveOptions`."""
     if size is None:
         return None
     pair = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else tuple(size)
@@ -120,7 +120,7 @@ class AnimationOptions:
             raise InputError(f"crop increase must be >= 0, got {self.crop_increase!r}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        object.__setattr__(self, "output_size", _size_option(self.output_size))
+        object.__setattr__(self, "output_size", output_size_option(self.output_size))
 
     def replace(self, **changes: Any) -> AnimationOptions:
         """A copy with ``changes`` applied (and checked)."""
@@ -317,4 +317,4 @@ def _write(animator: Any, driving: Iterator[np.ndarray], writer: Any, stages: li
     return count, has_audio
 
 
-__all__ = ["PRECISIONS", "AnimationOptions", "AnimationResult", "animate_video", "nth_frame"]
+__all__ = ["PRECISIONS", "AnimationOptions", "AnimationResult", "animate_video", "nth_frame", "output_size_option"]

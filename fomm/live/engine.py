@@ -30,26 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from fomm.animate.pipeline import output_size_option
 from fomm.errors import InputError
 from fomm.io.image import IMAGE_EXTENSIONS, read_image, resize_uint8, tensor_to_uint8
 from fomm.live.crop import CROP_MODES, CameraCrop
 from fomm.live.smoothing import KeypointSmoother, OneEuroConfig
+from fomm.models.fomm.precision import PRECISIONS
 
 KP = dict[str, torch.Tensor]
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def _check_size(size: Any) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    pair = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise InputError(f"output size must be N or (H, W) whole numbers, got {size!r}")
-    if not all(16 <= v <= 8192 for v in pair):
-        raise InputError(f"output size {size!r}: each side must be between 16 and 8192")
-    return (int(pair[0]), int(pair[1]))
-
-
 @dataclass(frozen=True)
 class LiveOptions:
     """How to animate live (range-checked here).
@@ -85,7 +73,7 @@ class LiveOptions:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (isinstance(self.overlay_alpha, (int, float)) and 0.0 <= self.overlay_alpha <= 1.0):
             raise InputError(f"overlay alpha must be between 0 and 1, got {self.overlay_alpha!r}")
-        object.__setattr__(self, "output_size", _check_size(self.output_size))
+        object.__setattr__(self, "output_size", output_size_option(self.output_size))
 
 
 @dataclass(frozen=True)
