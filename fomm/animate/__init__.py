@@ -16,7 +16,7 @@ module                    what
 Nothing in this package imports a backend (ONNX brings its own animator) or anything above it (eval, train, CLI).
 """
 
-from fomm.animate.base import StreamingAnimator
+from fomm.animate.base import KeypointAnimator, StreamingAnimator
 from fomm.animate.factory import make_animator
 from fomm.animate.fomm import Animator
 from fomm.animate.monkeynet import MonkeyNetAnimator
@@ -26,6 +26,6 @@ from fomm.animate.pipeline import AnimationOptions, AnimationResult, animate_vid
 from fomm.animate.stages import PasteBackStage, ResizeStage, Stage, StageContext
 from fomm.animate.x2face import X2FaceAnimator
 
-__all__ = ["AnimationOptions", "AnimationResult", "Animator", "FrameOutputs", "KeypointTransfer", "MonkeyNetAnimator",
-           "PasteBackStage", "ResizeStage", "Stage", "StageContext", "StreamingAnimator", "X2FaceAnimator",
-           "animate_video", "make_animator", "normalize_kp", "resample_deformation"]
+__all__ = ["AnimationOptions", "AnimationResult", "Animator", "FrameOutputs", "KeypointAnimator", "KeypointTransfer",
+           "MonkeyNetAnimator", "PasteBackStage", "ResizeStage", "Stage", "StageContext", "StreamingAnimator",
+           "X2FaceAnimator", "animate_video", "make_animator", "normalize_kp", "resample_deformation"]

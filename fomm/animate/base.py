@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fomm.animate.normalize import KeypointTransfer
 from fomm.animate.outputs import FrameOutputs
 from fomm.errors import InputError
 from fomm.io.image import image_to_tensor, tensor_to_uint8
@@ -95,4 +96,36 @@ class StreamingAnimator(ABC):
                 yield frame, outputs[i]
 
 
-__all__ = ["StreamingAnimator", "check_batch_size"]
+class KeypointAnimator(StreamingAnimator):
+    """A :class:`StreamingAnimator` whose motion is FOMM's relative keypoint transfer (the torch ``Animator`` and
+    the ONNX Runtime animator): the :class:`~fomm.animate.normalize.KeypointTransfer` state and the methods built on
+    it live here once. Subclasses provide :meth:`keypoints`."""
+
+    def __init__(self, model: Any, relative: bool = True, adapt_movement_scale: bool = True,
+                 batch_size: int = 4) -> None:
+        super().__init__(model, batch_size)
+        self.transfer = KeypointTransfer(relative, adapt_movement_scale)
+
+    @property
+    def relative(self) -> bool:
+        return self.transfer.relative
+
+    @property
+    def adapt_movement_scale(self) -> bool:
+        return self.transfer.adapt_movement_scale
+
+    @abstractmethod
+    def keypoints(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Keypoints of ``[B, 3, h, w]`` frames: ``value [B, K, 2]`` in ``[-1, 1]`` (+ ``jacobian [B, K, 2, 2]``)."""
+
+    def set_initial_driving(self, frame: np.ndarray | torch.Tensor) -> None:
+        """The driving frame whose pose corresponds to the source (default: the first driving frame)."""
+        self.transfer.set_initial(self.keypoints(self._as_input(frame)))
+
+    def driving_keypoints(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Keypoints of ``[B, 3, h, w]`` driving frames, normalised against the source and the initial driving
+        frame (the first frame seen, unless :meth:`set_initial_driving` chose one)."""
+        return self.transfer(self.keypoints(frames))
+
+
+__all__ = ["KeypointAnimator", "StreamingAnimator", "check_batch_size"]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fomm.animate.base import StreamingAnimator
+from fomm.animate.base import KeypointAnimator
 from fomm.animate.normalize import KeypointTransfer, relative_motion
 from fomm.animate.outputs import FrameOutputs
 from fomm.api import LoadedModel
@@ -109,7 +109,7 @@ class _GraphedStage:
         return {k: v.clone() for k, v in static_out.items()}
 
 
-class Animator(StreamingAnimator):
+class Animator(KeypointAnimator):
     """Animates one source image with driving frames (the ``fomm`` family).
 
     Args:
@@ -127,12 +127,11 @@ class Animator(StreamingAnimator):
     def __init__(self, model: LoadedModel, relative: bool = True, adapt_movement_scale: bool = True,
                  batch_size: int = 4, precision: str = "fp32", channels_last: bool = False,
                  cuda_graphs: bool = False) -> None:
-        super().__init__(model, batch_size)
+        super().__init__(model, relative, adapt_movement_scale, batch_size)
         if cuda_graphs and self.device.type != "cuda":
             raise InputError(f"CUDA graphs need a CUDA device; this model runs on {self.device.type}")
         self.cuda_graphs = cuda_graphs
         self._stage: FrameStage | _GraphedStage | None = None
-        self.transfer = KeypointTransfer(relative, adapt_movement_scale)
         self.precision = precision
         self._amp_dtype = autocast_dtype(precision, self.device)
         self.channels_last = channels_last
@@ -152,14 +151,6 @@ class Animator(StreamingAnimator):
         self._encoding = None
         # The generator resizes its deformation this way (FrameOutputs.warp must match it).
         self._aligned = bool(getattr(model.generator, "align_deformation", False))
-
-    @property
-    def relative(self) -> bool:
-        return self.transfer.relative
-
-    @property
-    def adapt_movement_scale(self) -> bool:
-        return self.transfer.adapt_movement_scale
 
     # ------------------------------------------------------------------------------------------------------ setup
     def to_model_input(self, frame: np.ndarray) -> torch.Tensor:
@@ -184,15 +175,10 @@ class Animator(StreamingAnimator):
         return self._kp_detector(frames)
 
     def set_initial_driving(self, frame: np.ndarray | torch.Tensor) -> None:
-        """The driving frame whose pose corresponds to the source (default: the first driving frame)."""
-        self.transfer.set_initial(self.keypoints(self._as_input(frame)))
-        self._stage = None
+        super().set_initial_driving(frame)
+        self._stage = None  # its buffers hold the old reference
 
     # ---------------------------------------------------------------------------------------------------- running
-    def driving_keypoints(self, frames: torch.Tensor) -> KP:
-        """Keypoints of ``[B, 3, h, w]`` driving frames, normalised against the source and the initial driving
-        frame (the first frame seen, unless :meth:`set_initial_driving` chose one)."""
-        return self.transfer(self.keypoints(frames))
 
     def frame_stage(self) -> FrameStage:
         """The per-frame stage for the current source and reference (needs both: :meth:`set_source`, then

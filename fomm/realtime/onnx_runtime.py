@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fomm.animate.base import StreamingAnimator
-from fomm.animate.normalize import KeypointTransfer
+from fomm.animate.base import KeypointAnimator
 from fomm.animate.outputs import FrameOutputs
 from fomm.errors import ConfigError, FommError, InputError
 from fomm.io.safepath import component_problem
@@ -233,23 +232,14 @@ def _np(t: torch.Tensor | np.ndarray) -> np.ndarray:
     return t.detach().cpu().float().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float32)
 
 
-class OnnxAnimator(StreamingAnimator):
+class OnnxAnimator(KeypointAnimator):
     """The FOMM animator on ONNX Runtime (same constructor arguments as :class:`fomm.animate.Animator`, minus the
     torch speed options). Keypoint normalisation is the torch engine's own :class:`KeypointTransfer`."""
 
     def __init__(self, model: OnnxModel, relative: bool = True, adapt_movement_scale: bool = True,
                  batch_size: int = 4) -> None:
-        super().__init__(model, batch_size)
-        self.transfer = KeypointTransfer(relative, adapt_movement_scale)
+        super().__init__(model, relative, adapt_movement_scale, batch_size)
         self._onnx_encoding: dict[str, np.ndarray] | None = None
-
-    @property
-    def relative(self) -> bool:
-        return self.transfer.relative
-
-    @property
-    def adapt_movement_scale(self) -> bool:
-        return self.transfer.adapt_movement_scale
 
     def set_source(self, source: np.ndarray | torch.Tensor) -> None:
         """Run the source stage once. ``source``: uint8 ``[H, W, 3]`` or float ``[1, 3, h, w]`` in ``[0, 1]``."""
@@ -264,14 +254,6 @@ class OnnxAnimator(StreamingAnimator):
     def keypoints(self, frames: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
         """Keypoints of ``[B, 3, h, w]`` frames (torch tensors on the CPU)."""
         return {k: torch.from_numpy(v) for k, v in self.model.keypoints(_np(frames)).items()}
-
-    def set_initial_driving(self, frame: np.ndarray | torch.Tensor) -> None:
-        """The driving frame whose pose corresponds to the source (default: the first driving frame)."""
-        self.transfer.set_initial(self.keypoints(self._as_input(frame)))
-
-    def driving_keypoints(self, frames: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
-        """Keypoints of ``[B, 3, h, w]`` driving frames, normalised as the torch animator does."""
-        return self.transfer(self.keypoints(frames))
 
     def animate_outputs(self, frames: torch.Tensor | np.ndarray) -> FrameOutputs:
         """``[B, 3, h, w]`` driving frames in ``[0, 1]`` -> :class:`FrameOutputs` (torch, CPU). ``deformation`` is
