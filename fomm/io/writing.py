@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -147,8 +148,10 @@ class FrameSink(Protocol):
     def __exit__(self, exc_type, exc, tb) -> None: ...
 
 
-class _SinkBase:
-    """What every :class:`FrameSink` here shares: the context manager and the frame check."""
+class SinkBase:
+    """What every sink here shares: the context manager (commit on a clean exit, abort otherwise), the frame and
+    timestamp checks, and the close of the sinks that write a file or folder atomically (:meth:`_commit`).
+    Also the base of :class:`fomm.compositing.depth.DepthFolderWriter`."""
 
     def __enter__(self):
         return self
@@ -161,6 +164,28 @@ class _SinkBase:
 
     def close(self) -> Path | None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _commit(self, started: bool, nothing: str, finish: Callable[[], None]) -> Path:
+        """Close a sink that writes ``self.path`` through ``self._out`` (an :func:`~fomm.io.atomic.atomic_file` or
+        :func:`~fomm.io.atomic.atomic_dir`): run ``finish`` (flush the encoder, write sidecars), then move the result
+        into place. Closing twice returns the path again; a sink that was never ``started`` has nothing to commit
+        (``nothing`` says so, in an :class:`OutputError`); any failure aborts first, so nothing half-written stays,
+        and an OSError becomes one :class:`OutputError` line."""
+        if self._closed:
+            return self.path
+        if not started:
+            self._closed = True
+            raise OutputError(f"{self.path}: {nothing}")
+        try:
+            finish()
+            self._out.commit()
+        except BaseException as err:
+            self.abort()
+            if isinstance(err, OSError):
+                raise OutputError(f"{self.path}: writing failed ({_err_text(err)})") from None
+            raise
+        self._closed = True
+        return self.path
 
     def abort(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -183,7 +208,7 @@ class _SinkBase:
         return frame
 
 
-class VideoWriter(_SinkBase):
+class VideoWriter(SinkBase):
     """Stream uint8 RGB frames into an H.264 MP4 (or MOV/M4V) at an exact frame rate.
 
     Usage::
@@ -367,30 +392,20 @@ class VideoWriter(_SinkBase):
         Raises:
             OutputError: no frame was written, or the file could not be finalised.
         """
-        if self._closed:
-            return self.path
-        if self._container is None:
-            self._closed = True
-            raise OutputError(f"{self.path}: no frames were written, so no video was created")
-        try:
-            if self._timed:
-                self._durations[self._last_ticks] = self._frame_ticks
-                self._mux_timed(self._stream.encode(None), final=True)
-            else:
-                self._container.mux(self._stream.encode(None))
-            if self._audio is not None:
-                self._audio.finish(self.end_time)
-                self._audio = None
-            self._container.close()
-            self._container = None
-            self._out.commit()
-        except BaseException as err:
-            self.abort()
-            if isinstance(err, OSError):
-                raise OutputError(f"{self.path}: writing failed ({_err_text(err)})") from None
-            raise
-        self._closed = True
-        return self.path
+        return self._commit(self._container is not None, "no frames were written, so no video was created",
+                            self._finish)
+
+    def _finish(self) -> None:
+        if self._timed:
+            self._durations[self._last_ticks] = self._frame_ticks
+            self._mux_timed(self._stream.encode(None), final=True)
+        else:
+            self._container.mux(self._stream.encode(None))
+        if self._audio is not None:
+            self._audio.finish(self.end_time)
+            self._audio = None
+        self._container.close()
+        self._container = None
 
     def abort(self) -> None:
         """Discard everything written so far (nothing is left on disk)."""
@@ -410,7 +425,7 @@ class VideoWriter(_SinkBase):
         self._out.discard()
 
 
-class FrameFolderWriter(_SinkBase):
+class FrameFolderWriter(SinkBase):
     """Write frames losslessly as ``000000.png``, ``000001.png``, ... into a folder.
 
     Same interface as :class:`VideoWriter`. The folder also receives ``fps.txt`` (the exact rate, read back
@@ -489,26 +504,17 @@ class FrameFolderWriter(_SinkBase):
 
     def close(self) -> Path:
         """Write ``fps.txt`` (and ``audio.m4a``) and move the folder into place. Returns the folder path."""
-        if self._closed:
-            return self.path
-        if self._tmpdir is None:
-            self._closed = True
-            raise OutputError(f"{self.path}: no frames were written, so no frame folder was created")
-        try:
-            Path(self._tmpdir, FPS_FILE).write_text(f"{self.fps.numerator}/{self.fps.denominator}\n")
-            if self._is_vfr():
-                Path(self._tmpdir, TIMESTAMPS_FILE).write_text("".join(f"{float(t):.6f}\n" for t in self.times))
-            if self._want_audio:
-                self._write_audio()
-            self._out.commit()
-        except BaseException as err:
-            self.abort()
-            if isinstance(err, OSError):
-                raise OutputError(f"{self.path}: writing failed ({_err_text(err)})") from None
-            raise
+        path = self._commit(self._tmpdir is not None, "no frames were written, so no frame folder was created",
+                            self._finish)
         self._tmpdir = None
-        self._closed = True
-        return self.path
+        return path
+
+    def _finish(self) -> None:
+        Path(self._tmpdir, FPS_FILE).write_text(f"{self.fps.numerator}/{self.fps.denominator}\n")
+        if self._is_vfr():
+            Path(self._tmpdir, TIMESTAMPS_FILE).write_text("".join(f"{float(t):.6f}\n" for t in self.times))
+        if self._want_audio:
+            self._write_audio()
 
     def abort(self) -> None:
         """Discard everything written so far."""
@@ -523,7 +529,7 @@ def _check_replaceable_frame_folder(p: Path) -> None:
         raise OutputError(f"{p}: is no longer an empty or frame folder; not replacing it")
 
 
-class MemorySink(_SinkBase):
+class MemorySink(SinkBase):
     """A :class:`FrameSink` that keeps a copy of every frame in :attr:`frames` (tests, in-process consumers).
 
     Frames are checked like the file writers check them (uint8 ``[H, W, 3]``, all the first frame's size) and

@@ -28,6 +28,7 @@ import numpy as np
 from fomm.compositing.depth.base import CONVENTION, FAR, NEAR, check_depth
 from fomm.errors import InputError, OutputError
 from fomm.io.atomic import atomic_dir, atomic_file
+from fomm.io.writing import SinkBase
 
 #: Depth file formats by extension.
 FORMATS = {".png": "png", ".exr": "exr", ".npy": "npy"}
@@ -296,12 +297,13 @@ def check_depth_folder(path: str | os.PathLike) -> Path:
     return p
 
 
-class DepthFolderWriter:
+class DepthFolderWriter(SinkBase):
     """A sink for depth frames: ``write(depth float [H, W] in [0, 1])`` -> ``DIR/000000.png`` ... (or ``.exr``,
     ``.npy``) and ``DIR/depth.json``; the folder appears whole on :meth:`close` (or not at all on :meth:`abort`).
 
-    Usable as a ``view_sinks`` entry of :func:`fomm.animate.animate_video` (its context manager commits on a clean
-    exit and aborts otherwise). ``meta`` goes into the sidecar (estimator, source, ...).
+    Usable as a ``view_sinks`` entry of :func:`fomm.animate.animate_video` (its context manager, from
+    :class:`~fomm.io.writing.SinkBase`, commits on a clean exit and aborts otherwise). ``meta`` goes into the
+    sidecar (estimator, source, ...).
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float | int | str | None = None, fmt: str = "png",
@@ -348,22 +350,12 @@ class DepthFolderWriter:
 
     def close(self) -> Path:
         """Write ``depth.json`` and move the folder into place; returns its path."""
-        if self._closed:
-            return self.path
-        if self._tmp is None:
-            self._closed = True
-            raise OutputError(f"{self.path}: no depth frames were written, so no folder was created")
-        try:
-            content = sidecar(self.meta, self.size, fmt=self.fmt, num_frames=self.frames_written, fps=self.fps)
-            (self._tmp / SIDECAR).write_text(json.dumps(content, indent=2) + "\n")
-            self._out.commit()
-        except BaseException as err:
-            self.abort()
-            if isinstance(err, OSError):
-                raise OutputError(f"{self.path}: writing failed ({err.strerror or err})") from None
-            raise
-        self._closed = True
-        return self.path
+        return self._commit(self._tmp is not None, "no depth frames were written, so no folder was created",
+                            self._write_sidecar)
+
+    def _write_sidecar(self) -> None:
+        content = sidecar(self.meta, self.size, fmt=self.fmt, num_frames=self.frames_written, fps=self.fps)
+        (self._tmp / SIDECAR).write_text(json.dumps(content, indent=2) + "\n")
 
     def abort(self) -> None:
         """Discard every frame written; nothing is left on disk."""
@@ -371,14 +363,6 @@ class DepthFolderWriter:
         self._out.discard()
         self._tmp = None
 
-    def __enter__(self) -> DepthFolderWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 __all__ = ["FORMATS", "SIDECAR", "DepthFolderWriter", "check_depth_folder", "count_depth_frames",
