@@ -60,7 +60,39 @@ def _remove(path: Path) -> None:
             pass
 
 
-class AtomicFile:
+class _AtomicTarget:
+    """What :class:`AtomicFile` and :class:`AtomicDir` share: a hidden temporary (``tmp``, made by ``begin``) that
+    ``commit`` moves onto ``path`` and :meth:`discard` removes; as a context manager, commit on a clean exit and
+    discard otherwise."""
+
+    path: Path
+    tmp: Path | None
+
+    def begin(self) -> Path:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def commit(self) -> Path:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Remove the temporary (a file, or a folder and everything in it), if any; ``path`` is untouched."""
+        if self.tmp is not None:
+            _remove(self.tmp)
+            self.tmp = None
+
+    def __enter__(self) -> Path:
+        # Entering after an explicit begin() (to tell creation errors from writing errors) keeps that temporary.
+        return self.tmp if self.tmp is not None else self.begin()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+        return False
+
+
+class AtomicFile(_AtomicTarget):
     """A temporary file beside ``path`` that replaces ``path`` on :meth:`commit` (see :func:`atomic_file`)."""
 
     def __init__(self, path: PathLike, *, suffix: str = ".tmp", mode: int = 0o666) -> None:
@@ -98,25 +130,7 @@ class AtomicFile:
         self.tmp = None
         return self.path
 
-    def discard(self) -> None:
-        """Remove the temporary file (no-op when there is none); ``path`` is untouched."""
-        if self.tmp is not None:
-            _remove(self.tmp)
-            self.tmp = None
-
-    def __enter__(self) -> Path:
-        # Entering after an explicit begin() (to tell creation errors from writing errors) keeps that temporary.
-        return self.tmp if self.tmp is not None else self.begin()
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
-        return False
-
-
-class AtomicDir:
+class AtomicDir(_AtomicTarget):
     """A temporary folder beside ``path`` that replaces ``path`` on :meth:`commit` (see :func:`atomic_dir`)."""
 
     def __init__(self, path: PathLike, *, suffix: str = ".part", mode: int = 0o777,
@@ -172,23 +186,6 @@ class AtomicDir:
         if graveyard is not None:
             _remove(graveyard)
         return self.path
-
-    def discard(self) -> None:
-        """Remove the temporary folder and everything in it; ``path`` is untouched."""
-        if self.tmp is not None:
-            _remove(self.tmp)
-            self.tmp = None
-
-    def __enter__(self) -> Path:
-        # Entering after an explicit begin() (to tell creation errors from writing errors) keeps that temporary.
-        return self.tmp if self.tmp is not None else self.begin()
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
-        return False
 
 
 def atomic_file(path: PathLike, *, suffix: str = ".tmp", mode: int = 0o666) -> AtomicFile:
