@@ -40,18 +40,6 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def webcam_clip(out: Path, frames: int = 169) -> Path:
     """The bundled face clip padded to 640x480 at 30 frames/s, like a webcam's frames."""
     from fomm.assets import example_path
@@ -132,6 +120,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=str(HERE / "results" / "live.json"))
     args = ap.parse_args()
+    from benchmarks.machine import device_name
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     rows = []
@@ -153,7 +142,7 @@ def main() -> None:
               f"{r['engine_alone_p50_ms']:.1f} | {lat['model']['p50_ms']:.1f} | "
               f"{lat['capture_to_output']['p50_ms']:.1f} / "
               f"{lat['capture_to_output']['p95_ms']:.1f} |")
-    result = {"device": _device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"device": device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "cpu_count": os.cpu_count(), "platform": platform.platform(), "input": "640x480 at 30 frames/s",
               "size": "256x256 (vox-256, random weights)", "loadavg_before": load_before,
               "loadavg_after": load_after, "rows": rows}

@@ -39,12 +39,6 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="vox-256")
@@ -55,8 +49,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=str(HERE / "results" / "pipeline.json"))
     args = ap.parse_args()
-
     import fomm
+    from benchmarks.machine import device_name
     from fomm.animate import AnimationOptions, Animator, animate_video
     from fomm.assets import example_path
     from fomm.io.image import read_image
@@ -147,7 +141,7 @@ def main() -> None:
                      "ms_per_frame": 1000 * sec / len(frames), "vs_model": fps / model_fps,
                      "seconds_rounds": times[name]})
     result = {"benchmark": "pipeline", "config": args.config, "frames": len(frames), "rounds": args.rounds,
-              "batch_size": b, "threads": args.threads, "device": str(device), "device_name": _device_name(device),
+              "batch_size": b, "threads": args.threads, "device": str(device), "device_name": device_name(device),
               "torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(),
               "loadavg_1min": os.getloadavg()[0], "rows": rows}
     print(table(result))

@@ -225,8 +225,8 @@ def main() -> None:
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime variants")
     ap.add_argument("--json", default=str(HERE / "results" / "realtime.json"))
     args = ap.parse_args()
-
     import fomm
+    from benchmarks.machine import device_name
     from fomm.models.fomm import deform_input
     from fomm.realtime import cpu_supports_bf16, export_onnx, psnr
 
@@ -324,7 +324,7 @@ def main() -> None:
         "frames": args.frames, "rounds": args.rounds, "batch_size": b, "threads": args.threads,
         "device": str(device), "inputs": "fomm/assets/examples source.png + driving.mp4",
         "torch": torch.__version__, "onnxruntime": _ort_version(),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_name(),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": device_name("cpu"),
                     "python": platform.python_version(),
                     # Other processes' load: per-call thread wake-ups get slow when the cores are oversubscribed,
                     # which hurts the many-small-ops batch-1 variants most.
@@ -355,16 +355,6 @@ def _ort_version() -> str | None:
         return onnxruntime.__version__
     except ImportError:
         return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _db(x: float) -> str:
