@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fomm.cli.common import int_range, positive_int
 from fomm.errors import FommError
 
 _COLOURS = {"white": (255, 255, 255), "gray": (128, 128, 128), "grey": (128, 128, 128), "black": (0, 0, 0),
@@ -134,10 +135,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "grey video; near = white) or auto: estimate it offline (default)")
     add_composite_options(p)
     run = p.add_argument_group("run")
-    run.add_argument("--max-frames", metavar="N", help="only the first N frames")
+    run.add_argument("--max-frames", type=positive_int, metavar="N", help="only the first N frames")
     run.add_argument("--no-audio", action="store_true", help="do not copy the video's audio")
     run.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    run.add_argument("--threads", metavar="N", help="CPU threads for torch (default: torch's choice)")
+    run.add_argument("--threads", type=int_range(1, 256), metavar="N",
+                     help="CPU threads for torch (default: torch's choice)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
@@ -148,19 +150,11 @@ def main(args: argparse.Namespace) -> int:
     options = composite_options_from_args(args)
     if not options.active:
         raise FommError("nothing to composite: give at least one of --parallax, --stereo, --dof, --fog, --background")
-    max_frames = None
-    if args.max_frames is not None:
-        max_frames = int(_float(args.max_frames, "--max-frames", 0))
-        if max_frames < 1 or str(max_frames) != args.max_frames.strip():
-            raise FommError(f"--max-frames must be a whole number >= 1, got {args.max_frames!r}")
     if args.threads is not None:
-        threads = int(_float(args.threads, "--threads", 0))
-        if not 1 <= threads <= 256:
-            raise FommError(f"--threads must be between 1 and 256, got {args.threads!r}")
         import torch
 
-        torch.set_num_threads(threads)
-    result = composite_video(args.video, args.output, options, args.depth, max_frames=max_frames,
+        torch.set_num_threads(args.threads)
+    result = composite_video(args.video, args.output, options, args.depth, max_frames=args.max_frames,
                              audio=not args.no_audio, progress=not args.quiet, device=args.device)
     h, w = result.size
     extra = f", stereo_mode {result.stereo_mode}" if result.stereo_mode else ""
