@@ -519,3 +519,22 @@ def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
                           env=env, cwd=tmp_path, executable="/bin/bash")
     assert proc.stdout.splitlines() == ["line 0", "line 1"]
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_live_recording_never_replaces_an_input(tmp_path):
+    """`fomm live --output record:FILE` where FILE is the driving clip, a link to it, or a photo of the --source
+    folder: refused before anything runs, the input and the link unchanged."""
+    from fomm.assets import example_path
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(example_path("body-source.png"), photos / "a.png")
+    driving = tmp_path / "d.mp4"
+    shutil.copy(example_path("body-driving.mp4"), driving)
+    link = tmp_path / "link.mp4"
+    link.symlink_to(driving.name)
+    inputs = [photos, driving, link]
+    for target in (driving, link, photos / "a.png"):
+        assert_refused(["live", "--source", photos, "--driving", driving, "--pretrained", "actions-64",
+                        "--output", f"record:{target}", "--once", "--every-frame"], inputs=inputs,
+                       match="choose another output path")

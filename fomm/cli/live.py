@@ -140,6 +140,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from fomm.cli.safety import animate_inputs, folder_files
+    from fomm.io.atomic import refuse_input_overwrite
     from fomm.live.control import CommandQueue, StdinControl
     from fomm.live.engine import LiveEngine, load_sources
     from fomm.live.outputs import open_outputs, parse_outputs
@@ -149,6 +151,9 @@ def main(args: argparse.Namespace) -> int:
     _check_args(args)
     output_text = args.output if args.output is not None else ("null" if args.benchmark else "window")
     specs = parse_outputs(output_text)
+    # A recording must never replace what the run reads (the driving clip, a photo, the model), links included.
+    refuse_input_overwrite([s.arg for s in specs if s.kind == "record"],
+                           [*animate_inputs(args), *folder_files(args.source)])
     if args.benchmark and any(s.kind == "window" for s in specs):
         raise FommError("--benchmark runs without a window: drop window from --output")
     warmup = 5 if args.benchmark else 0  # first calls allocate and calibrate: not what a long run sees
