@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from fomm import __version__
+from fomm.allocator import keep_freed_memory
 from fomm.cli import animate as _animate
 from fomm.cli import composite as _composite
 from fomm.cli import demo as _demo
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # large tensors reuse freed memory instead of faulting in new pages (fomm/allocator.py)
     try:
         # SIGTERM/SIGHUP raise a KeyboardInterrupt subclass, so every writer's Ctrl-C cleanup runs for them too.
         with signals_as_interrupts():
