@@ -15,7 +15,16 @@ from hostile import assert_refused, leftovers, run_main
 
 from fomm.compositing.camera import ParallaxConfig, camera_at
 from fomm.compositing.effects import depth_of_field, fog
-from fomm.compositing.render import Camera, background_fill, render_layers, render_view, splat_flow
+from fomm.compositing.render import (
+    Camera,
+    _render_general,
+    _row_neighbours,
+    background_fill,
+    render_layers,
+    render_view,
+    splat_flow,
+    surface_tolerance,
+)
 from fomm.compositing.stage import CompositeOptions, CompositeStage
 from fomm.compositing.stereo import (
     DUBOIS_LEFT,
@@ -47,9 +56,21 @@ def two_planes(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 CAM = Camera(tx=8 / W)  # background (0.25) moves 2 px, square (0.75) moves 6 px
 
 
-def test_each_plane_moves_by_its_exact_shift():
+def general_view(image, depth, camera, fill="edge"):
+    """The renderer's general path (splat with packed keys, 2-D sample and fill) even for a sideways move, which
+    :func:`render_view` sends down its row-by-row path (the fill still looks left and right only, as for any
+    sideways move)."""
+    tol = surface_tolerance(camera, tuple(image.shape[-2:]))
+    return _render_general(image, depth, camera, tol, fill, vertical=False)
+
+
+RENDER_PATHS = pytest.mark.parametrize("render", [render_view, general_view], ids=["rows", "general"])
+
+
+@RENDER_PATHS
+def test_each_plane_moves_by_its_exact_shift(render):
     img, depth = two_planes()
-    out, out_depth = render_view(img, depth, CAM)
+    out, out_depth = render(img, depth, CAM)
     # The square, moved 6 px, bit for bit.
     assert torch.equal(out[..., SQ[0], 26:42], img[..., SQ[0], SQ[1]])
     # The background, moved 2 px, where the square neither was nor is.
@@ -59,9 +80,10 @@ def test_each_plane_moves_by_its_exact_shift():
     assert torch.equal(out_depth[..., SQ[0], 26:42], depth[..., SQ[0], SQ[1]])
 
 
-def test_the_strip_that_opens_is_filled_from_the_background_only():
+@RENDER_PATHS
+def test_the_strip_that_opens_is_filled_from_the_background_only(render):
     img, depth = two_planes()
-    out, out_depth = render_view(img, depth, CAM)
+    out, out_depth = render(img, depth, CAM)
     # Background left of the square lands at <= col 21; the square starts at col 26: cols 22-25 opened.
     strip = out[..., SQ[0], 22:26]
     assert (strip[:, 0] <= 150).all(), "square colour leaked into the disocclusion"
@@ -98,6 +120,63 @@ def test_a_sub_pixel_move_shifts_a_plane_centroid_exactly(shift):
 
     assert abs(centroid(out) - centroid(redness) - shift) < 0.05
     assert abs(float(out[0, 0].sum() - redness[0, 0].sum())) / float(redness[0, 0].sum()) < 0.01
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one-frame-two-eyes", "two-frames"])
+def test_the_row_path_renders_what_the_general_path_renders(shared):
+    """Sideways moves (stereo eyes, swing/orbit) take the row-by-row path; on random piecewise-smooth scenes with
+    fractional moves it must agree with the general path. They differ only by the general path's flow
+    quantisation (a power-of-two step of at most 1/256 px), a few hundredths of a grey level."""
+    g = torch.Generator().manual_seed(1)
+    for trial in range(12):
+        h, w = 40, 56
+        img = torch.randint(0, 256, (1 if shared else 2, 3, h, w), generator=g).float()
+        coarse = (torch.rand(img.shape[0], 1, h // 8, w // 8, generator=g) * 1024).round() / 1024
+        mode = {"mode": "nearest"} if trial % 2 else {"mode": "bilinear", "align_corners": False}
+        depth = torch.nn.functional.interpolate(coarse, size=(h, w), **mode)
+        if shared:
+            img, depth = img.expand(2, -1, -1, -1), depth.expand(2, -1, -1, -1)
+        tx, pivot = (float(v) for v in torch.rand(2, generator=g))
+        move = Camera(tx=0.4 * tx - 0.2, pivot=pivot)
+        cams = [(move, Camera(tx=0.013, pivot=0.3)), (move, Camera(tx=-0.013, pivot=0.3))]
+        fast, fast_depth = render_view(img, depth, cams)
+        slow, slow_depth = general_view(img, depth, cams)
+        assert (fast - slow).abs().max() < 0.05, trial
+        assert (fast_depth - slow_depth).abs().max() < 1e-3, trial
+
+
+def test_row_neighbours_are_the_nearest_solid_pixels_of_the_row():
+    g = torch.Generator().manual_seed(2)
+    solid = torch.rand(3, 7, 9, generator=g) > 0.6
+    holes = (~solid).reshape(-1).nonzero().squeeze(1)
+    left, has_left, right, has_right = _row_neighbours(holes, 9)
+    flat = solid.reshape(-1)
+    for i, hole in enumerate(holes.tolist()):
+        row = hole // 9 * 9
+        lefts = [p for p in range(row, hole) if flat[p]]
+        rights = [p for p in range(hole + 1, row + 9) if flat[p]]
+        assert bool(has_left[i]) == bool(lefts) and bool(has_right[i]) == bool(rights)
+        assert not lefts or int(left[i]) == lefts[-1]
+        assert not rights or int(right[i]) == rights[0]
+
+
+@pytest.mark.parametrize("camera", [CAM, Camera(scale=0.2)], ids=["sideways", "dolly"])
+def test_an_inpainter_sees_the_hole_with_the_foreground_masked_out(camera):
+    img, depth = two_planes()
+    seen = {}
+
+    def inpainter(image, mask):
+        seen["image"], seen["mask"] = image.clone(), mask.clone()
+        return torch.full_like(image, 7.0)
+
+    out, _ = render_view(img, depth, camera, fill=inpainter)
+    edge, _ = render_view(img, depth, camera)
+    mask = seen["mask"][0, 0]
+    assert mask.any() and (seen["image"][0, 0][mask] <= 150).all(), "the inpainter saw square colour under its mask"
+    changed = (out != edge).any(1)[0]
+    assert changed.any() and bool(mask[changed].all()), "pixels outside the mask were repainted"
+    opencv, _ = render_view(img, depth, camera, fill="opencv")
+    assert (opencv[:, 0, SQ[0], 22:26] <= 150).all() if camera is CAM else opencv.shape == img.shape
 
 
 def test_the_nearer_pixel_wins_where_two_land_on_the_same_target():

@@ -1,19 +1,22 @@
 """``composite_video``: the compositing stage on any video, with a depth pass you bring or estimated depth.
 
-This is what ``fomm composite VIDEO -o OUT`` runs: frames are decoded in a reader thread, composited in the
-caller's thread and encoded in a writer thread (the hand-offs of :mod:`fomm.animate.overlap`), so the three
-overlap on a multi-core CPU. Everything that can be refused is checked before the first frame: the options, the
-depth pass against the video (size, length), the plate, the output path, the stereo packing against the frame size.
-The output is written atomically (nothing is left behind on an error) and a ``.mkv`` output of a stereo packing
-carries the Matroska ``stereo_mode`` tag.
+This is what ``fomm composite VIDEO -o OUT`` runs: frames are decoded (and their depth maps read or estimated)
+in a reader thread, composited in the caller's thread and encoded in a writer thread (the hand-offs of
+:mod:`fomm.animate.overlap`), so the three overlap on a multi-core CPU. Everything that can be refused is checked
+before the first frame: the options, the depth pass against the video (size, length), the plate, the output path,
+the stereo packing against the frame size. The output is written atomically (nothing is left behind on an
+error) and a ``.mkv`` output of a stereo packing carries the Matroska ``stereo_mode`` tag.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from fomm.animate.overlap import WriteBehind, prefetch
 from fomm.animate.stages import StageContext
@@ -43,6 +46,21 @@ def stereo_metadata(output: str | os.PathLike, options: CompositeOptions) -> dic
     if options.stereo is not None and Path(output).suffix.lower() == ".mkv":
         return {"stereo_mode": options.stereo.mkv_stereo_mode}
     return {}
+
+
+@dataclass(frozen=True)
+class _Views:
+    """What :class:`CompositeStage` reads of a frame's outputs: its named views (here just the depth)."""
+
+    views: dict[str, np.ndarray]
+
+
+def _with_depth(frames: Iterator[np.ndarray], depth: Callable[[np.ndarray], np.ndarray]
+                ) -> Iterator[tuple[np.ndarray, _Views]]:
+    """Each frame with its depth map, so reading (or estimating) the depth happens in the reader thread, next to
+    the decoding, and the compositing thread only composites."""
+    for frame in frames:
+        yield frame, _Views({"depth": depth(frame)})
 
 
 def composite_video(video: str | os.PathLike, output: str | os.PathLike, options: CompositeOptions,
@@ -79,7 +97,7 @@ def composite_video(video: str | os.PathLike, output: str | os.PathLike, options
         source = DepthPass(depth)
         source.check_against(size, info.num_frames, info.num_frames_exact)
         depth_name = str(depth)
-    stage = CompositeStage(options, source, device=device)
+    stage = CompositeStage(options, device=device)  # the depth comes with each frame, read by the reader thread
     stage.begin(StageContext(model_size=size, output_size=size, fps=info.fps_fraction, num_frames=total))
     metadata = stereo_metadata(output, options)
     kwargs = {"metadata": metadata, "preset": preset} if not str(output).endswith(("/", os.sep)) and \
@@ -87,10 +105,10 @@ def composite_video(video: str | os.PathLike, output: str | os.PathLike, options
     writer = open_writer(output, info.fps_fraction, audio_from=video if audio else None, **kwargs)
     count = 0
     with writer, tqdm(total=total, unit="frame", desc="composite", disable=not progress, leave=False) as bar:
-        frames = prefetch(iter_frames(video, max_frames=max_frames))
+        frames = prefetch(_with_depth(iter_frames(video, max_frames=max_frames), source))
         with contextlib.closing(frames), WriteBehind(writer.write) as behind:
-            for frame in frames:
-                behind.put(stage(frame))
+            for frame, views in frames:
+                behind.put(stage(frame, views))
                 count += 1
                 bar.update(1)
     h, w = options.output_size(size)
