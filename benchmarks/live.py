@@ -11,7 +11,10 @@ has bf16 kernels), torch fp32 and ONNX Runtime fp32; and ``slow_100ms``: the shi
 per frame, which shows the queues' bound (p95 capture-to-output <= model time + two frame intervals at 30 frames/s).
 
 Target (issue 21): on this CPU at 256x256 with the fastest backend, >= 8 frames/s out and p95 capture-to-output
-<= 200 ms; on a GPU, >= 100 frames/s and <= 30 ms. The machine may be shared: the JSON records the load average
+<= 200 ms; on a GPU, >= 100 frames/s and <= 30 ms. For the torch variants the JSON also records the model's
+GFLOP per frame (torch's profiler count) and what this device does on the generator's dominant op (a 3x3 conv
+256 -> 256 at 64x64, channels-last, same precision): their ratio is the model's floor in ms per frame here, which
+says whether a target is within the device's reach at all. The machine may be shared: the JSON records the load average
 before and after, and the threads torch used.
 
     python benchmarks/live.py                       # writes benchmarks/results/live.json
@@ -108,7 +111,40 @@ def run_variant(name: str, clip: Path, frames: int, device: str, stack: contextl
     stats = runner.run()
     stats["variant"] = name
     stats["engine_alone_p50_ms"] = round(float(np.median(alone[warmup:])) * 1000, 1)
+    if name in ("bf16", "fp16", "fp32"):
+        gflop = frame_gflop(engine, frame)
+        stats["gflop_per_frame"] = round(gflop, 2)
+        stats["achieved_gflops"] = round(gflop / (stats["engine_alone_p50_ms"] / 1000), 1)
     return stats
+
+
+def frame_gflop(engine, frame: np.ndarray) -> float:
+    """Floating-point operations of one engine frame (convolutions and matmuls, as torch's profiler counts them),
+    in GFLOP."""
+    prepared = engine.prepare(frame, 0.0, 0)
+    with torch.profiler.profile(with_flops=True) as prof:
+        engine.animate(prepared)
+    return sum(e.flops for e in prof.key_averages() if e.flops) / 1e9
+
+
+def conv_rate_gflops(precision: str, device: str, repeats: int = 20) -> float:
+    """What this device does on the generator's dominant op, in GFLOP/s: a 3x3 conv 256 -> 256 at 64x64, batch 1,
+    channels-last, in ``precision`` (the bottleneck blocks run twelve of these per frame)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    x = torch.randn(1, 256, 64, 64, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for _ in range(3):
+            conv(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            conv(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / repeats
+    return 2 * 256 * 256 * 9 * 64 * 64 / seconds / 1e9
 
 
 def main() -> None:
@@ -121,6 +157,9 @@ def main() -> None:
     ap.add_argument("--json", default=str(HERE / "results" / "live.json"))
     args = ap.parse_args()
     from benchmarks.machine import device_name
+    from fomm.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the fomm command does first
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     rows = []
@@ -133,6 +172,15 @@ def main() -> None:
                   f"p95 capture-to-output {lat['capture_to_output']['p95_ms']:6.1f} ms, model p50 "
                   f"{lat['model']['p50_ms']:6.1f} ms, dropped {rows[-1]['dropped']['total']}", flush=True)
     load_after = os.getloadavg()
+    rates = {r["variant"]: round(conv_rate_gflops(r["variant"], args.device), 1)
+             for r in rows if "gflop_per_frame" in r}
+    for r in rows:
+        if r["variant"] in rates:
+            r["conv_rate_gflops"] = rates[r["variant"]]
+            r["floor_ms"] = round(r["gflop_per_frame"] / rates[r["variant"]] * 1000, 1)
+            print(f"{r['variant']:>10}: {r['gflop_per_frame']:.1f} GFLOP per frame at {r['achieved_gflops']:.0f} "
+                  f"GFLOP/s; a 3x3 256->256 conv at 64x64 runs at {rates[r['variant']]:.0f} GFLOP/s here, so the model "
+                  f"alone needs >= {r['floor_ms']:.0f} ms per frame on this device")
     print("\n| variant | frames/s out | frames/s in | dropped | engine alone p50 (ms) | model p50 in the run (ms) | "
           "capture-to-output p50 / p95 (ms) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
