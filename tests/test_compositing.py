@@ -208,10 +208,17 @@ def test_layered_renderer_moves_planes_and_leaves_no_hole():
     assert (out[:, 0, SQ[0], 22:26] <= 150 + 1e-3).all()
 
 
-def test_renderer_runs_on_any_device_dtype_it_is_given():
+@pytest.mark.parametrize("camera", [CAM, Camera(scale=0.2)], ids=["sideways", "dolly"])
+def test_renderer_runs_on_any_device_dtype_it_is_given(camera):
     img, depth = two_planes()
     out, _ = render_view(img.double(), depth.double(), CAM)
     assert out.dtype == torch.float64 and torch.equal(out[..., SQ[0], 26:42], img.double()[..., SQ[0], SQ[1]])
+    reference, _ = render_view(img, depth, camera)
+    for dtype in (torch.float16, torch.bfloat16):
+        out, out_depth = render_view(img.to(dtype), depth.to(dtype), camera)
+        assert out.dtype == out_depth.dtype == dtype
+        # Only the final rounding to the half type differs (0-255 holds 8 bits of mantissa in bf16).
+        assert torch.allclose(out.float(), reference, atol=1.0, rtol=0.01)
 
 
 # ---------------------------------------------------------------- stereo

@@ -509,10 +509,10 @@ def _splat_rows(depth: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     base = torch.arange(1, h * (w + 2), w + 2, device=dx.device).view(h, 1)
     buf = torch.full((h * (w + 2),), -1.0, dtype=depth.dtype, device=depth.device)
     buf.scatter_reduce_(0, (x0.clamp(-1, w) + base).view(-1),
-                        (depth - (fx >= 1 - _MIN_WEIGHT) * 3.0).view(-1), reduce="amax")
+                        (depth - (fx >= 1 - _MIN_WEIGHT).to(depth.dtype) * 3).view(-1), reduce="amax")
     if float(fx.max()) > _MIN_WEIGHT:
         buf.scatter_reduce_(0, ((x0 + 1).clamp_(-1, w) + base).view(-1),
-                            (depth - (fx <= _MIN_WEIGHT) * 3.0).view(-1), reduce="amax")
+                            (depth - (fx <= _MIN_WEIGHT).to(depth.dtype) * 3).view(-1), reduce="amax")
     return buf.view(h, w + 2)[:, 1:w + 1]
 
 
@@ -604,11 +604,15 @@ def render_view(image: torch.Tensor, depth: torch.Tensor, camera: Cameras,
             a still camera returns the inputs themselves, bit for bit.
         fill: ``"edge"``, ``"opencv"`` or an inpainter callable (see :func:`resolve_fill`).
     Returns:
-        ``(image, depth)`` of the new view, same shapes.
+        ``(image, depth)`` of the new view, same shapes and dtypes. Half-precision inputs are rendered in float32
+        and cast back: fp16 and bf16 cannot hold a pixel position to a fraction of a pixel across a wide frame.
     """
     moves = _all_moves(camera)
     if all(c.still for c in moves):
         return image, depth
+    if image.dtype in (torch.float16, torch.bfloat16) or depth.dtype in (torch.float16, torch.bfloat16):
+        out, out_depth = render_view(image.float(), depth.float(), camera, fill)
+        return out.to(image.dtype), out_depth.to(depth.dtype)
     tol = surface_tolerance(camera, tuple(image.shape[-2:]))
     if all(c.ty == 0.0 and c.scale == 0.0 for c in moves):
         return _render_sideways(image, depth, camera, tol, fill)
