@@ -8,15 +8,23 @@ depth is given as an NPY file of the full photo and exported as NPY, so comparis
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import torch
+import yaml
+from helpers import tiny_config
+from hostile import assert_refused, run_main
+from PIL import Image
 
 from fomm.animate.outputs import FrameOutputs
 from fomm.animate.stages import StageContext
-from fomm.compositing.depth import DepthPassStage, resize_depth
+from fomm.compositing.depth import DepthPassStage, read_depth, read_sidecar, resize_depth
 from fomm.crop.paste import PasteBack, feather_mask
+from fomm.errors import InputError
+from fomm.io import probe_video, read_frames_at
 
 PHOTO_HW = (96, 128)
 FACE = (40, 16, 104, 80)  # 64x64: with --crop-increase 0 the crop box itself, twice the tiny model's 32
@@ -108,3 +116,129 @@ def test_without_a_paste_the_stage_moves_the_whole_source_as_before():
     stage.begin(StageContext((32, 32), (32, 32), Fraction(25), 1))
     out = stage(np.zeros((32, 32, 3), np.uint8), _outputs(32, 2))["depth"]
     assert np.array_equal(out[:, 2:], depth[:, :-2])
+
+
+# --- fomm animate --auto-crop, in-process ------------------------------------------------------------------------
+
+@pytest.fixture
+def scene(tmp_path, monkeypatch):
+    """A random-texture photo with a known face box, its depth (NPY, the photo's size), a driving folder of equal
+    frames, and a tiny model whose deformation resizes exactly (``align_deformation``) and has no occlusion map."""
+    rng = np.random.default_rng(5)
+    photo = rng.integers(0, 256, (*PHOTO_HW, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    np.save(tmp_path / "photo-depth.npy", _photo_depth(*PHOTO_HW))
+    (tmp_path / "drv").mkdir()
+    face = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for i in range(FRAMES):
+        Image.fromarray(face).save(tmp_path / "drv" / f"{i:04d}.png")
+    cfg_path = tiny_config(tmp_path)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["model_params"]["generator_params"].update(align_deformation=True, estimate_occlusion_map=False)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+
+    monkeypatch.setattr("fomm.crop.detect.find_face_box", lambda image, backend="auto": FACE)
+    monkeypatch.setattr("fomm.animate.autocrop.driving_face_box",
+                        lambda path, increase=None, **kw: ((0, 0, 32, 32), (0, 0, 32, 32)))
+    args = ["animate", "--config", cfg_path, "--random-weights", "--source", tmp_path / "photo.png",
+            "--driving", tmp_path / "drv", "--auto-crop", "--crop-increase", "0", "--no-adapt-scale", "-q"]
+    return tmp_path, photo, args
+
+
+def _shift_motion(monkeypatch, shift_px: float) -> None:
+    """Every animated frame's motion becomes a known move right by ``shift_px`` model pixels (the colour stays the
+    model's), so the depth pass has an answer to compare with."""
+    from fomm.animate.fomm import Animator
+
+    original = Animator.animate_outputs
+
+    def moved(self, frames):
+        out = original(self, frames)
+        b, _, h, w = out.prediction.shape
+        return dataclasses.replace(out, deformation=_grid(h, w, shift_px).expand(b, -1, -1, -1), occlusion_map=None,
+                                   aligned=True)
+
+    monkeypatch.setattr(Animator, "animate_outputs", moved)
+
+
+def test_export_depth_is_the_photo_depth_with_the_moved_face_pasted_in(scene, monkeypatch):
+    tmp_path, photo, args = scene
+    _shift_motion(monkeypatch, 2)  # 4 photo pixels in the 64-pixel box
+    res = run_main([*args, "-o", f"{tmp_path}/frames/", "--export-depth", tmp_path / "depth",
+                    "--depth-file", tmp_path / "photo-depth.npy", "--depth-format", "npy"])
+    assert res.rc == 0, res.stderr
+    video = probe_video(tmp_path / "frames")
+    files = sorted((tmp_path / "depth").glob("*.npy"))
+    assert len(files) == video.num_frames == FRAMES
+    meta = read_sidecar(tmp_path / "depth")
+    assert (meta["num_frames"], meta["height"], meta["width"]) == (FRAMES, *PHOTO_HW)
+    depth = _photo_depth(*PHOTO_HW)
+    paste = PasteBack(photo, FACE, 0.1)
+    mask = _box_mask(paste)
+    left = FACE[0]
+    inner = mask == 1
+    inner[:, :left + 8] = False
+    for i, (path, frame) in enumerate(zip(files, read_frames_at(tmp_path / "frames", range(FRAMES)), strict=True)):
+        d = read_depth(path)
+        assert d.shape == PHOTO_HW == frame.shape[:2]
+        assert np.array_equal(d[mask == 0], depth[mask == 0]), f"frame {i}: depth changed outside the box"
+        np.testing.assert_allclose(d[inner], np.roll(depth, 4, axis=1)[inner], atol=0.004)
+        # the colour changed exactly where the depth may: inside the same box
+        assert np.array_equal(frame[mask == 0], photo[mask == 0])
+
+
+def test_identity_motion_gives_the_photo_depth_at_the_output_size(scene):
+    """The tiny model's own motion for equal driving frames is the identity: the face crop's depth comes back where
+    it was cut (resampled 64 -> 32 -> 64 inside the box), the rest is the photo's depth resized like the frame."""
+    tmp_path, photo, args = scene
+    res = run_main([*args, "-o", f"{tmp_path}/frames/", "--size", "64x48", "--export-depth", tmp_path / "depth",
+                    "--depth-file", tmp_path / "photo-depth.npy", "--depth-format", "npy"])
+    assert res.rc == 0, res.stderr
+    files = sorted((tmp_path / "depth").glob("*.npy"))
+    assert len(files) == probe_video(tmp_path / "frames").num_frames == FRAMES
+    full = _photo_depth(*PHOTO_HW)
+    expect = resize_depth(full, (48, 64))
+    far = np.ones((48, 64), bool)
+    far[16 // 2 - 2:80 // 2 + 2, 40 // 2 - 2:104 // 2 + 2] = False  # the box at half size, plus the resize's reach
+    for path in files:
+        d = read_depth(path)
+        assert d.shape == (48, 64)
+        assert np.array_equal(d[far], expect[far])
+        np.testing.assert_allclose(d, expect, atol=0.01)
+
+
+def test_parallax_and_stereo_run_with_auto_crop_on_the_estimated_photo_depth(scene):
+    tmp_path, _, args = scene
+    res = run_main([*args, "-o", tmp_path / "sbs.mp4", "--stereo", "sbs", "--parallax", "swing",
+                    "--export-depth", tmp_path / "depth"])  # the default estimator, on the full photo
+    assert res.rc == 0, res.stderr
+    info = probe_video(tmp_path / "sbs.mp4")
+    assert (info.height, info.width, info.num_frames) == (PHOTO_HW[0], 2 * PHOTO_HW[1], FRAMES)
+    files = sorted((tmp_path / "depth").glob("*.png"))
+    assert len(files) == FRAMES and all(read_depth(f).shape == PHOTO_HW for f in files)
+
+
+def test_nothing_is_written_when_an_auto_crop_depth_run_fails(scene, monkeypatch):
+    tmp_path, _, args = scene
+    outs = [tmp_path / "out.mp4", tmp_path / "depth"]
+    common = [*args, "-o", tmp_path / "out.mp4", "--export-depth", tmp_path / "depth",
+              "--depth-file", tmp_path / "photo-depth.npy"]
+    inputs = [tmp_path / "photo.png", tmp_path / "drv", tmp_path / "photo-depth.npy"]
+
+    from fomm.animate.fomm import Animator
+
+    original = Animator.animate_outputs
+    calls = []
+
+    def fails_later(self, frames):
+        calls.append(len(frames))
+        if len(calls) > 1:
+            raise InputError("the driving video broke off")
+        return original(self, frames)
+
+    monkeypatch.setattr(Animator, "animate_outputs", fails_later)
+    assert_refused([*common, "--batch-size", "1"], inputs=inputs, outputs=outs, match="broke off")
+    assert len(calls) > 1  # it failed after depth frames were made
+
+    monkeypatch.setattr("fomm.crop.detect.find_face_box", lambda image, backend="auto": None)
+    assert_refused(common, inputs=inputs, outputs=outs, match="no face found in the source image")
