@@ -71,6 +71,28 @@ def test_paste_back_identity_when_frame_is_the_crop():
         PasteBack(photo, (70, 70, 80, 80))
 
 
+@pytest.mark.parametrize("box", [(40, 16, 104, 80), (-8, 50, 40, 98)])  # inside; running past two edges
+def test_blend_lays_a_float_map_where_the_colour_paste_lays_the_frame(box):
+    """A depth pass pasted with :meth:`PasteBack.blend` lines up with the pasted video: same box, same mask."""
+    photo = np.zeros((96, 128, 3), np.uint8)
+    paste = PasteBack(photo, box, 0.1)
+    left, top, right, bottom = box
+    assert paste.size == (96, 128) and paste.box_size == (bottom - top, right - left)
+    colour = paste(np.full((bottom - top, right - left, 3), 255, np.uint8))[..., 0] / 255.0
+    ones = paste.blend(np.zeros((96, 128), np.float32), np.ones(paste.box_size, np.float32))
+    np.testing.assert_allclose(ones, colour, atol=0.5 / 255)  # the colour is rounded to whole levels
+    base = np.random.default_rng(1).random((96, 128)).astype(np.float32)
+    kept = base.copy()
+    blended = paste.blend(base, np.ones(paste.box_size, np.float32))
+    untouched = ones == 0
+    assert untouched.any() and np.array_equal(blended[untouched], base[untouched])  # bit for bit
+    assert blended.dtype == np.float32 and np.array_equal(base, kept)  # a copy: the base is not written into
+    two = paste.blend(np.stack([base, base], -1), np.ones((*paste.box_size, 2), np.float32))
+    assert np.array_equal(two[..., 1], blended)
+    with pytest.raises(InputError, match="crop box"):
+        paste.blend(base, np.ones((32, 32), np.float32))
+
+
 def test_find_face_box_on_real_photo(data_dir):
     photo = np.asarray(Image.open(data_dir / "faces" / "tpsmm" / "source.png").convert("RGB"))
     box = find_face_box(photo)

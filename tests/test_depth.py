@@ -278,10 +278,6 @@ def test_bad_depth_input_is_refused_with_one_line(tmp_path):
     assert_refused(["depth", tmp_path / "clip.mp4", "-o", tmp_path / "vout", "--depth-file", folder, "-q"],
                    inputs=[tmp_path / "clip.mp4", folder], outputs=vouts, match="depth frame 2 is missing")
 
-    assert_refused(["animate", "--random-weights", "--source", tmp_path / "img.png", "--driving",
-                    tmp_path / "clip.mp4", "-o", tmp_path / "a.mp4", "--auto-crop", "--export-depth", tmp_path / "d"],
-                   inputs=[tmp_path / "img.png", tmp_path / "clip.mp4"], outputs=[tmp_path / "a.mp4", tmp_path / "d"],
-                   match="--auto-crop")
     assert_refused(["depth", tmp_path / "clip.mp4", "-o", tmp_path / "one.png", "--depth-estimator", "portrait"],
                    inputs=[tmp_path / "clip.mp4"], outputs=[tmp_path / "one.png"], match="give a folder")
 

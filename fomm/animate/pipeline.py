@@ -49,6 +49,7 @@ from fomm.models.fomm.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from fomm.animate.autocrop import AutoCropPlan
+    from fomm.crop.paste import PasteBack
 
 def output_size_option(size: Any) -> tuple[int, int] | None:
     """An output-size option (``N`` or ``(H, W)``, sides 16-8192, or ``None``) as ``(H, W)``; a one-line
@@ -160,6 +161,7 @@ class _Plan:
     size: tuple[int, int]
     stages: list[Stage]
     crop: AutoCropPlan | None = None
+    paste: PasteBack | None = None  # the paste-back stage's geometry, handed to the caller's stages (StageContext)
 
 
 def _plan(model: Any, src: np.ndarray, driving: str | os.PathLike, opts: AnimationOptions) -> _Plan:
@@ -173,9 +175,9 @@ def _plan(model: Any, src: np.ndarray, driving: str | os.PathLike, opts: Animati
     drv_box, drv_face = driving_face_box(driving, opts.crop_increase, max_frames=opts.max_frames,
                                          progress=opts.progress)
     size = opts.output_size or tuple(src.shape[:2])
+    paste = PasteBack(src, src_box, opts.feather)
     return _Plan(src_model, lambda: cropped_frames(driving, drv_box, side, max_frames=opts.max_frames), size,
-                 [PasteBackStage(PasteBack(src, src_box, opts.feather)), ResizeStage(size)],
-                 AutoCropPlan(src_box, src_face, drv_box, drv_face))
+                 [PasteBackStage(paste), ResizeStage(size)], AutoCropPlan(src_box, src_face, drv_box, drv_face), paste)
 
 
 def _is_sink(obj: Any) -> bool:
@@ -233,7 +235,7 @@ def animate_video(model: Any, source: str | os.PathLike | np.ndarray, driving: s
         animator.set_initial_driving(nth_frame(driving, best_frame, plan.driving()))
     all_stages = plan.stages + user_stages
     context = StageContext(model_size=tuple(model.image_size), output_size=plan.size, fps=info.fps_fraction,
-                           num_frames=total)
+                           num_frames=total, paste=plan.paste)
     # A variable-frame-rate driving video keeps each frame's time, so the output stays in sync with its audio.
     timing = frame_times(driving, max_frames=opts.max_frames) if out_path is not None else None
     vfr = timing is not None and timing.vfr

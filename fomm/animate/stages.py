@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from fomm.animate.outputs import FrameOutputs
 from fomm.errors import InputError
 from fomm.io.image import resize_uint8
+
+if TYPE_CHECKING:
+    from fomm.crop.paste import PasteBack
 
 StageResult = np.ndarray | Mapping[str, np.ndarray]
 
@@ -44,13 +47,17 @@ class StageContext:
 
     ``model_size`` is the model's ``(H, W)``, ``output_size`` the ``(H, W)`` frames have after the built-in
     stages, ``fps`` the driving video's exact rate and ``num_frames`` how many frames will come (an estimate for
-    streams whose length is not stored exactly).
+    streams whose length is not stored exactly). ``paste`` is, with auto-crop, the :class:`fomm.crop.PasteBack` the
+    built-in paste-back applies to every frame (the photo, the crop box, the feathered mask), else None: a stage
+    that makes a view from the model's outputs (which belong to the face crop, not to the frame it is handed) pastes
+    that view back with the same geometry, then resizes it to the frame's size as the resize stage did.
     """
 
     model_size: tuple[int, int]
     output_size: tuple[int, int]
     fps: Fraction
     num_frames: int
+    paste: PasteBack | None = None
 
 
 class PasteBackStage:

@@ -156,17 +156,16 @@ def _check_depth_args(args: argparse.Namespace, compositing: bool = False):
         if depth_flags:
             raise FommError(f"{depth_flags[0]} only applies with --export-depth DIR or a compositing effect")
         return None
-    if args.auto_crop:
-        raise FommError("--export-depth and compositing do not work with --auto-crop yet (the depth would need "
-                        "pasting back like the face); animate without --auto-crop, or run `fomm depth` / `fomm "
-                        "composite` on the output video")
     if args.export_depth:
         check_depth_folder(args.export_depth)
     return depth_options_from_args(args)
 
 
 def _depth_pass(args: argparse.Namespace, depth_options) -> tuple[list, dict]:
-    """The stage that moves the source's depth with every frame, and the folder sink it writes to."""
+    """The stage that moves the source's depth with every frame, and the folder sink it writes to.
+
+    The depth is estimated on the photo as given, so with ``--auto-crop`` it is the full photo's: the stage cuts the
+    face crop's depth out of it and pastes the moved crop back like the colour (:class:`DepthPassStage`)."""
     from fomm.compositing.depth import DepthFolderWriter, source_depth_stage
     from fomm.io.atomic import refuse_input_overwrite
     from fomm.io.image import read_image

@@ -55,9 +55,27 @@ class PasteBack:
         il, it, ir, ib = self.inner
         if ir <= il or ib <= it:
             raise InputError(f"crop box {box} lies outside the {w}x{h} photo")
-        mask = feather_mask(bottom - top, right - left, feather)[it - top:ib - top, il - left:ir - left]
+        mask = feather_mask(bottom - top, right - left, feather)[self._inside]
         self._mask = mask[..., None]
         self._region = photo[it:ib, il:ir].astype(np.float32)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the photo, which every pasted result has."""
+        return int(self.photo.shape[0]), int(self.photo.shape[1])
+
+    @property
+    def box_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the crop box: the size a crop is resized to before it is blended."""
+        left, top, right, bottom = self.box
+        return bottom - top, right - left
+
+    @property
+    def _inside(self) -> tuple[slice, slice]:
+        # The part of a box-sized array that lands inside the photo (all of it unless the box runs past an edge).
+        left, top, _, _ = self.box
+        il, it, ir, ib = self.inner
+        return np.s_[it - top:ib - top, il - left:ir - left]
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Blend one animated crop ``[h, w, 3]`` uint8 (any size; resized to the box) into a copy of the photo.
@@ -69,15 +87,38 @@ class PasteBack:
         if frame.dtype != np.uint8:
             frame = np.clip(np.asarray(frame, dtype=np.float32) * (255.0 if frame.max() <= 1.0 else 1.0),
                             0, 255).round().astype(np.uint8)
-        left, top, right, bottom = self.box
         il, it, ir, ib = self.inner
-        full = resize_image(frame, right - left, bottom - top)[it - top:ib - top, il - left:ir - left]
-        full = full.astype(np.float32)
+        h, w = self.box_size
+        full = resize_image(frame, w, h)[self._inside].astype(np.float32)
         blended = self._region + (full - self._region) * self._mask
         out = self.photo.copy()
         # Where the mask is 0 keep the photo's own bytes (no float round trip at all).
         out[it:ib, il:ir] = np.where(self._mask > 0, np.clip(np.rint(blended), 0, 255).astype(np.uint8),
                                      self.photo[it:ib, il:ir])
+        return out
+
+    def blend(self, base: np.ndarray, crop: np.ndarray) -> np.ndarray:
+        """Blend a map that is not colour (a depth pass) the way :meth:`__call__` blends a frame: the same box and
+        feathered mask, so the result lines up with the pasted video pixel for pixel.
+
+        ``base``: float ``[H, W]`` or ``[H, W, C]``, the photo's size (e.g. the full photo's depth). ``crop``: the
+        animated map already resized to :attr:`box_size` (``[h, w]`` or ``[h, w, C]``; the caller resizes it with a
+        filter suited to its values, where colour uses bicubic). Returns a float32 copy of ``base`` with ``crop``
+        blended in; where the mask is 0 (outside the box and on its outer ring) the values are ``base``'s, bit for
+        bit, because ``base + (crop - base) * 0`` is ``base`` in floating point.
+        """
+        base = np.asarray(base, np.float32)
+        crop = np.asarray(crop, np.float32)
+        if base.shape[:2] != self.size or base.ndim not in (2, 3):
+            raise InputError(f"paste-back base must be the photo's {self.size[1]}x{self.size[0]}, got {base.shape}")
+        if crop.shape[:2] != self.box_size or crop.shape[2:] != base.shape[2:]:
+            raise InputError(f"paste-back map must be the crop box's {self.box_size[1]}x{self.box_size[0]} with the "
+                             f"base's channels, got {crop.shape} for a base of {base.shape}")
+        il, it, ir, ib = self.inner
+        mask = self._mask if base.ndim == 3 else self._mask[..., 0]
+        region = base[it:ib, il:ir]
+        out = base.copy()
+        out[it:ib, il:ir] = region + (crop[self._inside] - region) * mask
         return out
 
 
