@@ -553,6 +553,116 @@ def test_a_3d_job_writes_stereo_the_depth_preview_and_the_zipped_depth_pass(tiny
     assert not [p.name for p in job.iterdir() if p.name.startswith(".")]  # no temporaries left behind
 
 
+def _photo_depth(h: int, w: int) -> np.ndarray:
+    """The photo's depth, defined on the photo's own coordinates (so "scaled" has a meaning): a ramp in x steeper
+    than the round bump on it is anywhere (a move to the right shows everywhere), in [0.1, 0.9]."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v = u / (w - 1), v / (h - 1)
+    return (0.1 + 0.7 * u + 0.1 * np.exp(-((u - 0.5) ** 2 + (v - 0.5) ** 2) / 0.05)).astype(np.float32)
+
+
+class _KnownDepth:
+    """A depth estimator whose answer is known (:func:`_photo_depth` at the size it is handed); it keeps the shapes
+    it was handed."""
+
+    name = "known"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, ...]] = []
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        self.seen.append(image.shape)
+        return _photo_depth(*image.shape[:2])
+
+
+def _shift_motion(monkeypatch, shift_px: int) -> None:
+    """Every animated frame's motion becomes a known move right by ``shift_px`` model pixels (the colour stays the
+    random model's), so the depth inside the face box has an answer to compare with."""
+    import dataclasses
+
+    import torch
+
+    from fomm.animate.fomm import Animator
+
+    original = Animator.animate_outputs
+
+    def moved(self, frames):
+        out = original(self, frames)
+        b, _, h, w = out.prediction.shape
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        grid = torch.stack([xs - 2.0 * shift_px / (w - 1), ys], -1)[None].expand(b, -1, -1, -1)
+        return dataclasses.replace(out, deformation=grid, occlusion_map=None, aligned=True)
+
+    monkeypatch.setattr(Animator, "animate_outputs", moved)
+
+
+def test_auto_crop_with_3d_pastes_the_depth_back_at_the_scaled_and_capped_size(tiny_model, tmp_path, monkeypatch):
+    """Auto-crop with stereo, parallax and the depth download, on a photo past the scale-down limit: the face box,
+    the depth estimate and the paste-back all see the scaled photo; the video is the scaled photo's size capped for
+    the SBS pair; the depth pass has one map per frame at one eye's size, equal to the photo's depth outside the
+    face box and to the face crop's depth moved like the colour inside it."""
+    import zipfile
+
+    from fomm.compositing.depth import estimators, read_depth, read_sidecar, resize_depth
+    from fomm.io.image import write_image
+
+    # 480x320 upload -> scaled to 240x160 (0.0384 MP); the SBS pair of that (480x160) -> capped to 240x80, 120x80 an eye
+    limits = DemoLimits(max_upload_mb=5.0, max_video_seconds=30.0, max_source_pixels=240 * 160,
+                        max_output_pixels=240 * 80)
+    yy, xx = np.mgrid[0:320, 0:480]
+    write_image(tmp_path / "photo.png", np.stack([xx * 255 // 479, yy * 255 // 319, (xx + yy) % 256], -1)
+                .astype(np.uint8))
+    face = (200, 80, 280, 160)  # in the upload's pixels: (100, 40, 140, 80) in the scaled photo's
+    box = (80, 20, 160, 100)  # the scaled face grown by the default crop increase (0.5 a side): an 80-pixel square
+    detected: list[tuple[int, ...]] = []
+
+    def find_face(image: np.ndarray, backend: str = "auto") -> tuple[int, ...]:
+        detected.append(image.shape)
+        scale = image.shape[1] / 480
+        return tuple(round(v * scale) for v in face)
+
+    monkeypatch.setattr("fomm.crop.detect.find_face_box", find_face)
+    monkeypatch.setattr("fomm.animate.autocrop.driving_face_box",
+                        lambda path, increase=None, **kw: ((0, 0, 64, 64), (0, 0, 64, 64)))
+    known = _KnownDepth()
+    monkeypatch.setitem(estimators.ESTIMATORS, "auto", lambda options: known)
+    _shift_motion(monkeypatch, 8)  # 8 of the model's 64 pixels: 10 of the 80-pixel box, 5 of the output's
+    clip = _tiny_clip(tmp_path / "clip.mp4")
+    job = tmp_path / "job"
+    job.mkdir()
+    first, last = jobs.job_steps(tiny_model, tmp_path / "photo.png", clip, job, jobs.JobOptions(auto_crop=True),
+                                 limits, depth=jobs.DepthSettings(stereo="sbs", parallax="swing", depth_pass=True))
+    assert first.depth_zip is not None and last.preview is not None
+    assert detected == known.seen == [(160, 240, 3)]  # the face and the depth come from the same, scaled, photo
+    video = probe_video(last.video)
+    assert (video.num_frames, video.display_size) == (8, (80, 240))  # two 120x80 eyes side by side
+    assert "8 frames, 240x80" in last.summary and "swing parallax, sbs stereo" in last.summary
+    assert "scaled down to 240x160" in last.summary and "output capped at 240x80, each eye 120x80" in last.summary
+    depth_video = probe_video(last.depth_preview)
+    assert (depth_video.num_frames, depth_video.display_size) == (8, (80, 120))
+
+    with zipfile.ZipFile(last.depth_zip) as zf:
+        assert sorted(zf.namelist()) == [f"depth/{i:06d}.png" for i in range(8)] + ["depth/depth.json"]
+        zf.extractall(tmp_path / "unzipped")
+    folder = tmp_path / "unzipped" / "depth"
+    meta = read_sidecar(folder)
+    assert (meta["num_frames"], meta["height"], meta["width"], meta["estimator"]) == (8, 80, 120, "known")
+    photo_depth = _photo_depth(160, 240)
+    expect = resize_depth(photo_depth, (80, 120))  # the scaled photo's depth, resized like the frame
+    shifted = resize_depth(np.roll(photo_depth, 10, axis=1), (80, 120))  # ... with the face moved 10 pixels right
+    left, top, right, bottom = (v // 2 for v in box)  # the box at the output's size
+    far = np.ones((80, 120), bool)
+    far[top - 2:bottom + 2, left - 2:right + 2] = False  # plus the resize's reach
+    inner = np.zeros((80, 120), bool)  # past the feathered rim (4 pixels here), the 5 filled columns and the resize
+    inner[top + 6:bottom - 6, left + 11:right - 6] = True
+    assert np.abs(expect[inner] - shifted[inner]).min() > 0.01  # the move shows everywhere it is checked
+    for i in range(8):
+        d = read_depth(folder / f"{i:06d}.png")
+        assert d.shape == (80, 120)
+        np.testing.assert_allclose(d[far], expect[far], atol=1 / 65535, err_msg=f"frame {i}: depth outside the box")
+        np.testing.assert_allclose(d[inner], shifted[inner], atol=0.001, err_msg=f"frame {i}: the face's depth")
+
+
 def test_with_nothing_set_the_job_is_the_one_without_the_section(tiny_model, tmp_path, monkeypatch):
     from fomm.compositing import depth as depth_pkg
 
@@ -586,18 +696,16 @@ def test_a_bad_plate_or_model_gives_one_line_before_any_work(tiny_model, tmp_pat
     not_image.write_text("not a picture")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    cases = [(jobs.DepthSettings(plate=not_image), tiny_model, {}, "background plate: not an image"),
-             (jobs.DepthSettings(plate=empty), tiny_model, {}, "the background plate is empty"),
-             (jobs.DepthSettings(plate=tmp_path / "clip.mp4"), tiny_model, {}, "the background plate must be an image"),
-             (jobs.DepthSettings(stereo="anaglyph"), fomm.load_model("actions-64", model="monkeynet"), {},
-              "Depth & 3D needs a First Order Motion model"),
-             (jobs.DepthSettings(fog_density=1.0), tiny_model, {"auto_crop": True},
-              "Depth & 3D does not work with auto-crop")]
-    for i, (settings, model, option_values, message) in enumerate(cases):
+    cases = [(jobs.DepthSettings(plate=not_image), tiny_model, "background plate: not an image"),
+             (jobs.DepthSettings(plate=empty), tiny_model, "the background plate is empty"),
+             (jobs.DepthSettings(plate=tmp_path / "clip.mp4"), tiny_model, "the background plate must be an image"),
+             (jobs.DepthSettings(stereo="anaglyph"), fomm.load_model("actions-64", model="monkeynet"),
+              "Depth & 3D needs a First Order Motion model")]
+    for i, (settings, model, message) in enumerate(cases):
         job = tmp_path / f"job{i}"
         job.mkdir()
         with pytest.raises(InputError, match=message) as err:
-            jobs.run_job(model, example_path("body-source.png"), clip, job, jobs.JobOptions(**option_values),
-                         LIMITS, depth=settings)
+            jobs.run_job(model, example_path("body-source.png"), clip, job, jobs.JobOptions(), LIMITS,
+                         depth=settings)
         assert "\n" not in str(err.value) and str(tmp_path) not in str(err.value)
         assert list(job.iterdir()) == []  # refused before anything was written

@@ -531,11 +531,10 @@ def zip_depth_pass(folder: Path, target: Path) -> Path:
     return target
 
 
-def _check_depth_job(model: object, options: AnimationOptions) -> None:
-    """Refuse, before any work, what the depth stage cannot follow: auto-crop (the depth would need pasting back
-    like the face) and families without a dense motion field to move the source's depth with."""
-    if options.auto_crop:
-        raise InputError("Depth & 3D does not work with auto-crop yet: untick one of them")
+def _check_depth_job(model: object) -> None:
+    """Refuse, before any work, what the depth stage cannot follow: families without a dense motion field to move
+    the source's depth with. Auto-crop is no reason: the depth pass pastes the moved face crop's depth back into
+    the photo's with the colour's box and mask (:class:`~fomm.compositing.depth.DepthPassStage`)."""
     family = getattr(model, "model", "fomm")
     if family != "fomm":
         raise InputError(f"Depth & 3D needs a First Order Motion model (its motion field moves the photo's depth); "
@@ -570,6 +569,13 @@ def job_steps(model: object, source_path: Path, driving_path: Path, job_dir: Pat
     view. The view goes to ``job_dir/depth/`` and ``job_dir/depth-preview.mp4`` while the video is written, and
     ``job_dir/depth-pass.zip`` is packed before the result is yielded. With default settings none of this runs.
 
+    With auto-crop, as ``fomm animate --auto-crop --export-depth``: the depth is estimated on the photo the colour
+    is cut from, which is the checked photo (scaled down past ``limits.max_source_pixels``), never the upload, so the
+    face box, the paste-back and the depth share one geometry; the depth pass pastes each moved face-crop depth back
+    into the photo's depth with the colour's box and mask (the run's ``StageContext.paste``) and resizes it to the
+    capped output size like the frame, so the compositing stage, the depth preview and the zip get one full-frame
+    map per written frame (one eye's size for a stereo layout).
+
     ``source_path``/``driving_path`` must already have passed :func:`check_input_path` (and ``depth.plate`` too).
     """
     report(0.0, "checking the inputs")
@@ -580,14 +586,12 @@ def job_steps(model: object, source_path: Path, driving_path: Path, job_dir: Pat
     options = options.replace(progress=False, auto_crop=options.auto_crop and auto_crop_available())
     plate = None
     if depth is not None:
-        _check_depth_job(model, options)
+        _check_depth_job(model)
         if depth.plate is not None:
             plate_pixels = check_source(depth.plate, limits, notes, what="background plate")
     stereo = depth.stereo if depth is not None and depth.stereo != "none" else None
     options = options.replace(output_size=output_size_for(source, options, limits, notes, stereo=stereo,
                                                           model_size=getattr(model, "image_size", None)))
-    if options.auto_crop:
-        report(0.0, "finding the face in the photo and the video")
     recorder = KeypointRecorder(report)
     stages: list = [recorder]
     sinks: dict = {}
@@ -612,6 +616,8 @@ def job_steps(model: object, source_path: Path, driving_path: Path, job_dir: Pat
 
                 stages.append(CompositeStage(depth.composite_options(plate),
                                              device=getattr(model, "device", "cpu"), depth_view=depth_stage.view))
+        if options.auto_crop:  # after the depth estimate: the face search runs inside animate_video
+            report(0.0, "finding the face in the photo and the video")
         result = animate_video(model, source, driving_path, job_dir / "result.mp4", options, stages=stages,
                                view_sinks=sinks)
     except (InputError, OutputError) as err:
