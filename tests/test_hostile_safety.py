@@ -21,6 +21,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import yaml
+from helpers import make_strips, tiny_config
 from hostile import REPO, assert_refused, leftovers, run_main, snapshot
 
 from fomm.errors import InputError, OutputError
@@ -400,10 +402,115 @@ def test_train_would_rewrite_its_config_or_init_checkpoint(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     cfg = shutil.copy(REPO / "fomm" / "configs" / "actions-64.yaml", run / "config.yaml")
-    assert_refused(["train", "--config", cfg, "--out", run, "-q"], inputs=[cfg], match="is the input")
+    # Its own config.yaml is a fine --config; an option that would change it is refused (it is an input).
+    assert_refused(["train", "--config", cfg, "--out", run, "--epochs", "7", "-q"], inputs=[run],
+                   match="is the run's own config.yaml")
     ck = shutil.copy(WEIGHTS, run / "checkpoints" / "interrupted.pth.tar")
     assert_refused(["train", "--config", "actions-64", "--init-checkpoint", ck, "--out", run, "-q"],
                    inputs=[ck], match="is the input")
+
+
+@pytest.fixture()
+def interrupted_run(tmp_path, monkeypatch):
+    """A tiny 2-epoch run stopped by Ctrl-C at the start of epoch 1 (checkpoint 0, config.yaml, logs, the interrupt
+    checkpoint), as a user would resume it: ``(config, data, run)``."""
+    import fomm.train.trainer as trainer
+
+    cfg, data, run = tiny_config(tmp_path), make_strips(tmp_path / "data"), tmp_path / "run"
+    step = trainer.Trainer.step
+
+    def ctrl_c_in_epoch_1(self, epoch, it, batch, tgen):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return step(self, epoch, it, batch, tgen)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.Trainer, "step", ctrl_c_in_epoch_1)
+        res = run_main(["train", "--config", cfg, "--data", data, "--out", run, "--workers", "0", "-q"])
+    assert res.rc == 130, res.stderr
+    assert (run / "checkpoints" / "interrupted.pth.tar").is_file()
+    return cfg, data, run
+
+
+def test_train_resumes_from_its_own_config_yaml(tmp_path, interrupted_run):
+    """`fomm train --config run/config.yaml --out run --resume`: the natural way to resume. The run continues
+    (same epochs and steps, same weights as an uninterrupted run) and config.yaml is not even rewritten."""
+    from fomm.checkpoint import load_container
+    from fomm.train.trainer import list_checkpoints
+
+    cfg, data, run = interrupted_run
+    own = run / "config.yaml"
+    inputs = [cfg, data, own, run / "checkpoints" / "00000000-checkpoint.pth.tar"]
+    before, stat = snapshot(inputs), own.stat()
+    # --data spelled differently (trailing slash) names the same folder: still the same configuration.
+    res = run_main(["train", "--config", own, "--data", f"{data}/", "--out", run, "--resume", "--workers", "0", "-q"])
+    assert res.rc == 0, res.stderr
+    assert "done: 2 epoch(s), 12 steps" in res.stdout
+    assert snapshot(inputs) == before
+    assert (own.stat().st_ino, own.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)  # not rewritten at all
+    assert [e for e, _ in list_checkpoints(run)] == [0, 1]
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(e, s) for s in range(1, 13) for e in [(s - 1) // 6]]
+    full = run_main(["train", "--config", cfg, "--data", data, "--out", tmp_path / "full", "--workers", "0", "-q"])
+    assert full.rc == 0, full.stderr
+    a = load_container(run / "checkpoints" / "00000001-checkpoint.pth.tar")
+    b = load_container(tmp_path / "full" / "checkpoints" / "00000001-checkpoint.pth.tar")
+    assert a["fomm_train"]["step"] == 12 and a["epoch"] == 1
+    for k, v in b["generator"].items():
+        assert np.array_equal(v.numpy(), a["generator"][k].numpy()), k
+    assert leftovers(run) == []
+
+
+def test_train_refuses_to_change_its_own_config_yaml(tmp_path, interrupted_run):
+    _, data, run = interrupted_run
+    own = run / "config.yaml"
+    link = tmp_path / "link.yaml"
+    link.symlink_to(own)
+    for config in (own, link):
+        for extra in (["--epochs", "5"], ["--data", tmp_path / "elsewhere"], ["--batch-size", "3"]):
+            assert_refused(["train", "--config", config, "--out", run, "--resume", "--workers", "0", "-q", *extra],
+                           inputs=[run, data, link], match="is the run's own config.yaml")
+    # The other way round: config.yaml links to the --config file, which a rewrite would replace by a copy.
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    mine = shutil.copy(own, tmp_path / "mine.yaml")
+    (other / "config.yaml").unlink()
+    (other / "config.yaml").symlink_to(mine)
+    assert_refused(["train", "--config", mine, "--out", other, "--resume", "--epochs", "5", "--workers", "0", "-q"],
+                   inputs=[other, mine], match="is the run's own config.yaml")
+
+
+def test_train_changed_config_elsewhere_replaces_config_yaml_atomically(tmp_path, interrupted_run):
+    """A --config that is not config.yaml may change the run's settings: config.yaml is then replaced whole."""
+    cfg, data, run = interrupted_run
+    longer = yaml.safe_load(cfg.read_text())
+    longer["train_params"]["num_epochs"] = 3
+    (tmp_path / "longer.yaml").write_text(yaml.safe_dump(longer))
+    res = run_main(["train", "--config", tmp_path / "longer.yaml", "--data", data, "--out", run, "--resume",
+                    "--workers", "0", "-q"])
+    assert res.rc == 0, res.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["train_params"]["num_epochs"] == 3
+    assert leftovers(run) == []
+
+
+def test_train_never_writes_over_the_checkpoint_it_resumes_from(tmp_path, interrupted_run):
+    _, data, run = interrupted_run
+    ckpts = run / "checkpoints"
+    # Ctrl-C would save the interrupt checkpoint over the very file resumed from.
+    assert_refused(["train", "--config", run / "config.yaml", "--out", run, "--resume",
+                    ckpts / "interrupted.pth.tar", "--workers", "0", "-q"], inputs=[run, data],
+                   match="it is the input --resume")
+    # Epoch 0's weights under epoch 1's name: training epoch 1 would replace the input, given or found as latest.
+    shutil.copy(ckpts / "00000000-checkpoint.pth.tar", ckpts / "00000001-checkpoint.pth.tar")
+    for resume in (["--resume", ckpts / "00000001-checkpoint.pth.tar"], ["--resume"]):
+        assert_refused(["train", "--config", run / "config.yaml", "--out", run, *resume, "--workers", "0", "-q"],
+                       inputs=[run, data], match="it is the input --resume")
+    # Reached through a link from a name the run writes.
+    (ckpts / "00000001-checkpoint.pth.tar").unlink()
+    (ckpts / "00000001-checkpoint.pth.tar").symlink_to(tmp_path / "kept.pth.tar")
+    kept = shutil.copy(ckpts / "00000000-checkpoint.pth.tar", tmp_path / "kept.pth.tar")
+    assert_refused(["train", "--config", run / "config.yaml", "--out", run, "--resume", kept, "--workers", "0",
+                    "-q"], inputs=[run, data, kept], match="it is the input --resume")
 
 
 # ------------------------------------------------------------------------------------------------ the building blocks
