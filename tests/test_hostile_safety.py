@@ -513,6 +513,30 @@ def test_train_never_writes_over_the_checkpoint_it_resumes_from(tmp_path, interr
                     "-q"], inputs=[run, data, kept], match="it is the input --resume")
 
 
+def _config_with_root(tmp_path: Path, root: str | Path) -> Path:
+    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+    cfg["dataset_params"]["root_dir"] = str(root)
+    path = tmp_path / "rooted.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_run_folder_inside_the_configs_dataset(tmp_path, monkeypatch):
+    """The dataset named only by dataset_params.root_dir (no --data) is checked against --out too."""
+    data = make_strips(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)  # a relative root_dir is relative to the working folder
+    cfg = _config_with_root(tmp_path, "data")
+    (tmp_path / "link").symlink_to(data, target_is_directory=True)
+    for out in (data, data / "runs" / "a", tmp_path / "link" / "run", Path("data/train/run")):
+        assert_refused(["train", "--config", cfg, "--out", out, "--workers", "0", "-q"], inputs=[data, cfg],
+                       outputs=[data / "runs", tmp_path / "link" / "run"], match="the dataset folder")
+    # The dataset inside a folder the run fills (a flat folder of strips in visualizations/).
+    flat = make_strips(tmp_path / "run" / "visualizations" / "d") / "train"
+    cfg = _config_with_root(tmp_path, flat)
+    assert_refused(["train", "--config", cfg, "--out", tmp_path / "run", "--workers", "0", "-q"],
+                   inputs=[tmp_path / "run", cfg], match="which training writes into")
+
+
 # ------------------------------------------------------------------------------------------------ the building blocks
 
 

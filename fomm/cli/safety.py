@@ -73,7 +73,8 @@ def refuse_train_overwrite(args: argparse.Namespace) -> None:
     ``config.yaml`` against ``--config`` is the trainer's to judge: a run resumed with its own ``config.yaml`` as
     ``--config`` leaves the file untouched, and only options that would change it are refused
     (:meth:`fomm.train.trainer.Trainer._plan_config_file`). The trainer also checks what depends on the resume
-    point (the epoch checkpoints still to write, against the ``--resume`` checkpoint), before it writes anything.
+    point (the epoch checkpoints still to write, against the ``--resume`` checkpoint) and the dataset folder a
+    config names (:func:`fomm.train.trainer.refuse_run_dir_in_data`), before it writes anything.
     """
     from fomm.io.atomic import refuse_input_overwrite
 

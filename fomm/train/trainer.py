@@ -272,6 +272,8 @@ class LossLog:
 # ---------------------------------------------------------------------------------------------------------------
 # the run folder against the inputs
 # ---------------------------------------------------------------------------------------------------------------
+#: the folders under ``out`` that training writes files into (besides ``out`` itself)
+RUN_SUBFOLDERS = ("checkpoints", "visualizations", "ranks")
 _MISSING = object()
 
 
@@ -306,6 +308,26 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         return [d for k in keys for d in config_differences(old.get(k, _MISSING), new.get(k, _MISSING),
                                                             f"{prefix}{k}.")]
     return [] if old == new else [prefix.rstrip(".") or "(the whole file)"]
+
+
+def refuse_run_dir_in_data(run_dir: str | os.PathLike, root: str | os.PathLike) -> None:
+    """Stop when training into ``run_dir`` would write into the dataset folder ``root`` (symlinks resolved): the
+    run folder is the dataset or lies inside it, or the dataset lies in one of the folders training fills.
+
+    Raises:
+        OutputError: one line naming both folders and what to do.
+    """
+    real_root = Path(os.path.realpath(root))
+    real_run = Path(os.path.realpath(run_dir))
+    if real_run.is_relative_to(real_root):
+        where = "is" if real_run == real_root else "lies inside"
+        raise OutputError(f"--out {run_dir} {where} the dataset folder {root} (dataset_params.root_dir): the "
+                          f"checkpoints and grids written there would change the data; choose an --out outside it")
+    for sub in RUN_SUBFOLDERS:
+        folder = Path(run_dir) / sub
+        if real_root.is_relative_to(Path(os.path.realpath(folder))):
+            raise OutputError(f"the dataset folder {root} (dataset_params.root_dir) is or lies inside {folder}, which "
+                              f"training writes into; move the data or choose another --out")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -436,6 +458,9 @@ class Trainer:
         self.cfg = _prepare_config(opts)
         self.tp = self.cfg.train_params
         self.run_dir = Path(opts.out)
+        root = self.cfg.dataset_params.get("root_dir")
+        if isinstance(root, (str, os.PathLike)):
+            refuse_run_dir_in_data(self.run_dir, root)
         self.config_update = self._plan_config_file()
         resume_path = self._resume_point()
         self._build_data()
