@@ -385,6 +385,62 @@ def test_eval_compare_output_is_a_runs_file(tmp_path):
     assert_refused(["eval", "compare", run, "--out", run], inputs=[run], match="is the input")
 
 
+def _nan_for_four_frame_videos(source, driving):
+    """A reconstructor whose output is NaN for the 4-frame video and right for the others."""
+    frames = list(driving)
+    for f in frames:
+        yield np.full_like(f, np.nan) if len(frames) == 4 else f
+
+
+def test_eval_non_finite_reconstruction_names_the_video(tmp_path, monkeypatch):
+    """NaN frames were turned into black ones and scored as if the model had made them; now that video fails with
+    the reason, which the one error line names (and --allow-failures keeps the others' numbers)."""
+    import fomm.cli.eval as cli_eval
+
+    ds = _dataset(tmp_path / "ds")
+    make_video(ds / "test" / "b.mp4", frames=6)
+    monkeypatch.setattr(cli_eval, "_make_reconstructor", lambda args: _nan_for_four_frame_videos)
+    run = tmp_path / "run"
+    argv = ["eval", "reconstruction", ds, "--out", run, "--model", "fomm", "-q"]
+    before = snapshot([ds])
+    res = run_main(argv)
+    lines = res.stderr.strip().splitlines()
+    assert res.rc == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("fomm: error: 1 of 2 videos could not be scored (first: a: the model produced "
+                               "non-finite values (NaN or inf) at frame 0"), lines[0]
+    assert not (run / "generated" / "a").exists() and (run / "generated" / "b").is_dir()
+    assert snapshot([ds]) == before
+    res = run_main([*argv, "--allow-failures"])
+    assert res.rc == 0, res.stderr
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["videos"]["scored"] == 1 and summary["videos"]["failed"][0]["video"] == "a"
+    assert "non-finite" in summary["videos"]["failed"][0]["error"]
+    (ds / "test" / "b.mp4").unlink()
+    before = snapshot([ds])
+    res = run_main([*argv, "--allow-failures"])  # nothing scored: an error even so
+    assert res.rc == 2 and "no video could be scored" in res.stderr and "first: a: " in res.stderr, res.stderr
+    assert snapshot([ds]) == before and leftovers(run) == []
+
+
+def test_eval_model_overflow_is_not_hidden_by_the_clamp(tmp_path, monkeypatch):
+    """A real model's reconstructor: +inf would be clamped to white and scored; it fails the video instead."""
+    from fomm.animate.base import StreamingAnimator
+
+    ds = _dataset(tmp_path / "ds")
+    original = StreamingAnimator.animate_batch
+
+    def overflow(self, frames):
+        pred = original(self, frames).clone()
+        pred[-1] = float("inf")
+        return pred
+
+    monkeypatch.setattr(StreamingAnimator, "animate_batch", overflow)
+    res = run_main(["eval", "--data", ds, "--out", tmp_path / "run", "--model", "fomm", "--config", "actions-64",
+                    "--checkpoint", WEIGHTS, "--batch-size", "2", "-q"])
+    assert res.rc == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "first: a: the model produced non-finite values (NaN or inf) at frame 1;" in res.stderr, res.stderr
+
+
 # -------------------------------------------------------------------------------------------------------- train
 
 
