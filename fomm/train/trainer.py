@@ -2,12 +2,17 @@
 
 Run directory layout (``out``)::
 
-    config.yaml                        effective config (CLI overrides applied)
+    config.yaml                        effective config (CLI overrides applied); replaced atomically, and only
+                                       when the configuration changed (a resumed run leaves it as it is)
     log.jsonl, log.csv                 every iteration's weighted losses, total, learning rates (rank 0)
     checkpoints/00000009-checkpoint.pth.tar   original container + optimizer/scheduler/RNG state, atomic writes
     checkpoints/interrupted.pth.tar    weights at Ctrl-C / crash mid-epoch (not an exact resume point)
     visualizations/epoch_0009.png      source | driving+kp | deformed | occlusion | prediction
     ranks/rank<r>.json                 per-rank sample indices and weight checksums (multi-process runs)
+
+Inputs are never written over: before anything is written, the run folder must lie outside the dataset folder
+and none of the files the run will write (config.yaml when it changes, logs, the checkpoints of the epochs still to
+train, the interrupt checkpoint, grids) may be ``--config``, the checkpoint resumed from or ``--init-checkpoint``.
 
 Determinism: data order, augmentation and the equivariance transforms are all drawn from streams keyed by
 ``(seed, epoch[, rank])``, so a run resumed from an epoch checkpoint repeats exactly what the uninterrupted run
