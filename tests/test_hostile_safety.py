@@ -21,6 +21,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import yaml
+from helpers import make_strips, tiny_config
 from hostile import REPO, assert_refused, leftovers, run_main, snapshot
 
 from fomm.errors import InputError, OutputError
@@ -383,6 +385,62 @@ def test_eval_compare_output_is_a_runs_file(tmp_path):
     assert_refused(["eval", "compare", run, "--out", run], inputs=[run], match="is the input")
 
 
+def _nan_for_four_frame_videos(source, driving):
+    """A reconstructor whose output is NaN for the 4-frame video and right for the others."""
+    frames = list(driving)
+    for f in frames:
+        yield np.full_like(f, np.nan) if len(frames) == 4 else f
+
+
+def test_eval_non_finite_reconstruction_names_the_video(tmp_path, monkeypatch):
+    """NaN frames were turned into black ones and scored as if the model had made them; now that video fails with
+    the reason, which the one error line names (and --allow-failures keeps the others' numbers)."""
+    import fomm.cli.eval as cli_eval
+
+    ds = _dataset(tmp_path / "ds")
+    make_video(ds / "test" / "b.mp4", frames=6)
+    monkeypatch.setattr(cli_eval, "_make_reconstructor", lambda args: _nan_for_four_frame_videos)
+    run = tmp_path / "run"
+    argv = ["eval", "reconstruction", ds, "--out", run, "--model", "fomm", "-q"]
+    before = snapshot([ds])
+    res = run_main(argv)
+    lines = res.stderr.strip().splitlines()
+    assert res.rc == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("fomm: error: 1 of 2 videos could not be scored (first: a: the model produced "
+                               "non-finite values (NaN or inf) at frame 0"), lines[0]
+    assert not (run / "generated" / "a").exists() and (run / "generated" / "b").is_dir()
+    assert snapshot([ds]) == before
+    res = run_main([*argv, "--allow-failures"])
+    assert res.rc == 0, res.stderr
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["videos"]["scored"] == 1 and summary["videos"]["failed"][0]["video"] == "a"
+    assert "non-finite" in summary["videos"]["failed"][0]["error"]
+    (ds / "test" / "b.mp4").unlink()
+    before = snapshot([ds])
+    res = run_main([*argv, "--allow-failures"])  # nothing scored: an error even so
+    assert res.rc == 2 and "no video could be scored" in res.stderr and "first: a: " in res.stderr, res.stderr
+    assert snapshot([ds]) == before and leftovers(run) == []
+
+
+def test_eval_model_overflow_is_not_hidden_by_the_clamp(tmp_path, monkeypatch):
+    """A real model's reconstructor: +inf would be clamped to white and scored; it fails the video instead."""
+    from fomm.animate.base import StreamingAnimator
+
+    ds = _dataset(tmp_path / "ds")
+    original = StreamingAnimator.animate_batch
+
+    def overflow(self, frames):
+        pred = original(self, frames).clone()
+        pred[-1] = float("inf")
+        return pred
+
+    monkeypatch.setattr(StreamingAnimator, "animate_batch", overflow)
+    res = run_main(["eval", "--data", ds, "--out", tmp_path / "run", "--model", "fomm", "--config", "actions-64",
+                    "--checkpoint", WEIGHTS, "--batch-size", "2", "-q"])
+    assert res.rc == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "first: a: the model produced non-finite values (NaN or inf) at frame 1;" in res.stderr, res.stderr
+
+
 # -------------------------------------------------------------------------------------------------------- train
 
 
@@ -400,10 +458,139 @@ def test_train_would_rewrite_its_config_or_init_checkpoint(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     cfg = shutil.copy(REPO / "fomm" / "configs" / "actions-64.yaml", run / "config.yaml")
-    assert_refused(["train", "--config", cfg, "--out", run, "-q"], inputs=[cfg], match="is the input")
+    # Its own config.yaml is a fine --config; an option that would change it is refused (it is an input).
+    assert_refused(["train", "--config", cfg, "--out", run, "--epochs", "7", "-q"], inputs=[run],
+                   match="is the run's own config.yaml")
     ck = shutil.copy(WEIGHTS, run / "checkpoints" / "interrupted.pth.tar")
     assert_refused(["train", "--config", "actions-64", "--init-checkpoint", ck, "--out", run, "-q"],
                    inputs=[ck], match="is the input")
+
+
+@pytest.fixture()
+def interrupted_run(tmp_path, monkeypatch):
+    """A tiny 2-epoch run stopped by Ctrl-C at the start of epoch 1 (checkpoint 0, config.yaml, logs, the interrupt
+    checkpoint), as a user would resume it: ``(config, data, run)``."""
+    import fomm.train.trainer as trainer
+
+    cfg, data, run = tiny_config(tmp_path), make_strips(tmp_path / "data"), tmp_path / "run"
+    step = trainer.Trainer.step
+
+    def ctrl_c_in_epoch_1(self, epoch, it, batch, tgen):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return step(self, epoch, it, batch, tgen)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.Trainer, "step", ctrl_c_in_epoch_1)
+        res = run_main(["train", "--config", cfg, "--data", data, "--out", run, "--workers", "0", "-q"])
+    assert res.rc == 130, res.stderr
+    assert (run / "checkpoints" / "interrupted.pth.tar").is_file()
+    return cfg, data, run
+
+
+def test_train_resumes_from_its_own_config_yaml(tmp_path, interrupted_run):
+    """`fomm train --config run/config.yaml --out run --resume`: the natural way to resume. The run continues
+    (same epochs and steps, same weights as an uninterrupted run) and config.yaml is not even rewritten."""
+    from fomm.checkpoint import load_container
+    from fomm.train.trainer import list_checkpoints
+
+    cfg, data, run = interrupted_run
+    own = run / "config.yaml"
+    inputs = [cfg, data, own, run / "checkpoints" / "00000000-checkpoint.pth.tar"]
+    before, stat = snapshot(inputs), own.stat()
+    # --data spelled differently (trailing slash) names the same folder: still the same configuration.
+    res = run_main(["train", "--config", own, "--data", f"{data}/", "--out", run, "--resume", "--workers", "0", "-q"])
+    assert res.rc == 0, res.stderr
+    assert "done: 2 epoch(s), 12 steps" in res.stdout
+    assert snapshot(inputs) == before
+    assert (own.stat().st_ino, own.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)  # not rewritten at all
+    assert [e for e, _ in list_checkpoints(run)] == [0, 1]
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(e, s) for s in range(1, 13) for e in [(s - 1) // 6]]
+    full = run_main(["train", "--config", cfg, "--data", data, "--out", tmp_path / "full", "--workers", "0", "-q"])
+    assert full.rc == 0, full.stderr
+    a = load_container(run / "checkpoints" / "00000001-checkpoint.pth.tar")
+    b = load_container(tmp_path / "full" / "checkpoints" / "00000001-checkpoint.pth.tar")
+    assert a["fomm_train"]["step"] == 12 and a["epoch"] == 1
+    for k, v in b["generator"].items():
+        assert np.array_equal(v.numpy(), a["generator"][k].numpy()), k
+    assert leftovers(run) == []
+
+
+def test_train_refuses_to_change_its_own_config_yaml(tmp_path, interrupted_run):
+    _, data, run = interrupted_run
+    own = run / "config.yaml"
+    link = tmp_path / "link.yaml"
+    link.symlink_to(own)
+    for config in (own, link):
+        for extra in (["--epochs", "5"], ["--data", tmp_path / "elsewhere"], ["--batch-size", "3"]):
+            assert_refused(["train", "--config", config, "--out", run, "--resume", "--workers", "0", "-q", *extra],
+                           inputs=[run, data, link], match="is the run's own config.yaml")
+    # The other way round: config.yaml links to the --config file, which a rewrite would replace by a copy.
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    mine = shutil.copy(own, tmp_path / "mine.yaml")
+    (other / "config.yaml").unlink()
+    (other / "config.yaml").symlink_to(mine)
+    assert_refused(["train", "--config", mine, "--out", other, "--resume", "--epochs", "5", "--workers", "0", "-q"],
+                   inputs=[other, mine], match="is the run's own config.yaml")
+
+
+def test_train_changed_config_elsewhere_replaces_config_yaml_atomically(tmp_path, interrupted_run):
+    """A --config that is not config.yaml may change the run's settings: config.yaml is then replaced whole."""
+    cfg, data, run = interrupted_run
+    longer = yaml.safe_load(cfg.read_text())
+    longer["train_params"]["num_epochs"] = 3
+    (tmp_path / "longer.yaml").write_text(yaml.safe_dump(longer))
+    res = run_main(["train", "--config", tmp_path / "longer.yaml", "--data", data, "--out", run, "--resume",
+                    "--workers", "0", "-q"])
+    assert res.rc == 0, res.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["train_params"]["num_epochs"] == 3
+    assert leftovers(run) == []
+
+
+def test_train_never_writes_over_the_checkpoint_it_resumes_from(tmp_path, interrupted_run):
+    _, data, run = interrupted_run
+    ckpts = run / "checkpoints"
+    # Ctrl-C would save the interrupt checkpoint over the very file resumed from.
+    assert_refused(["train", "--config", run / "config.yaml", "--out", run, "--resume",
+                    ckpts / "interrupted.pth.tar", "--workers", "0", "-q"], inputs=[run, data],
+                   match="it is the input --resume")
+    # Epoch 0's weights under epoch 1's name: training epoch 1 would replace the input, given or found as latest.
+    shutil.copy(ckpts / "00000000-checkpoint.pth.tar", ckpts / "00000001-checkpoint.pth.tar")
+    for resume in (["--resume", ckpts / "00000001-checkpoint.pth.tar"], ["--resume"]):
+        assert_refused(["train", "--config", run / "config.yaml", "--out", run, *resume, "--workers", "0", "-q"],
+                       inputs=[run, data], match="it is the input --resume")
+    # Reached through a link from a name the run writes.
+    (ckpts / "00000001-checkpoint.pth.tar").unlink()
+    (ckpts / "00000001-checkpoint.pth.tar").symlink_to(tmp_path / "kept.pth.tar")
+    kept = shutil.copy(ckpts / "00000000-checkpoint.pth.tar", tmp_path / "kept.pth.tar")
+    assert_refused(["train", "--config", run / "config.yaml", "--out", run, "--resume", kept, "--workers", "0",
+                    "-q"], inputs=[run, data, kept], match="it is the input --resume")
+
+
+def _config_with_root(tmp_path: Path, root: str | Path) -> Path:
+    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+    cfg["dataset_params"]["root_dir"] = str(root)
+    path = tmp_path / "rooted.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_run_folder_inside_the_configs_dataset(tmp_path, monkeypatch):
+    """The dataset named only by dataset_params.root_dir (no --data) is checked against --out too."""
+    data = make_strips(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)  # a relative root_dir is relative to the working folder
+    cfg = _config_with_root(tmp_path, "data")
+    (tmp_path / "link").symlink_to(data, target_is_directory=True)
+    for out in (data, data / "runs" / "a", tmp_path / "link" / "run", Path("data/train/run")):
+        assert_refused(["train", "--config", cfg, "--out", out, "--workers", "0", "-q"], inputs=[data, cfg],
+                       outputs=[data / "runs", tmp_path / "link" / "run"], match="the dataset folder")
+    # The dataset inside a folder the run fills (a flat folder of strips in visualizations/).
+    flat = make_strips(tmp_path / "run" / "visualizations" / "d") / "train"
+    cfg = _config_with_root(tmp_path, flat)
+    assert_refused(["train", "--config", cfg, "--out", tmp_path / "run", "--workers", "0", "-q"],
+                   inputs=[tmp_path / "run", cfg], match="which training writes into")
 
 
 # ------------------------------------------------------------------------------------------------ the building blocks

@@ -66,6 +66,24 @@ def train_outputs(out: str | os.PathLike) -> list[Path]:
     return [run / "config.yaml", run / "log.jsonl", run / "log.csv", run / "checkpoints" / "interrupted.pth.tar"]
 
 
+def refuse_train_overwrite(args: argparse.Namespace) -> None:
+    """``fomm train``'s check before any work: the run folder is not an input and its fixed files (logs, the
+    interrupt checkpoint, ``config.yaml``) are not ``--data``, ``--init-checkpoint`` or ``--config``.
+
+    ``config.yaml`` against ``--config`` is the trainer's to judge: a run resumed with its own ``config.yaml`` as
+    ``--config`` leaves the file untouched, and only options that would change it are refused
+    (:meth:`fomm.train.trainer.Trainer._plan_config_file`). The trainer also checks what depends on the resume
+    point (the epoch checkpoints still to write, against the ``--resume`` checkpoint) and the dataset folder a
+    config names (:func:`fomm.train.trainer.refuse_run_dir_in_data`), before it writes anything.
+    """
+    from fomm.io.atomic import refuse_input_overwrite
+
+    outputs = train_outputs(args.out)
+    others = [args.data, args.init_checkpoint]
+    refuse_input_overwrite([p for p in outputs if p.name != "config.yaml"], [args.config, *others], folders=args.out)
+    refuse_input_overwrite([p for p in outputs if p.name == "config.yaml"], others)
+
+
 def eval_outputs(out: str | os.PathLike) -> list[Path]:
     """What ``fomm eval`` writes in its run folder: the reports, and the folders whose entries it replaces."""
     run = Path(out)
@@ -90,4 +108,4 @@ def refuse_eval_overwrite(args: argparse.Namespace) -> None:
 
 
 __all__ = ["animate_inputs", "crop_outputs", "eval_outputs", "folder_files", "model_inputs",
-           "refuse_eval_overwrite", "train_outputs"]
+           "refuse_eval_overwrite", "refuse_train_overwrite", "train_outputs"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fomm.cli.common import device_name, int_range, positive_int, seed
-from fomm.cli.safety import train_outputs
+from fomm.cli.safety import refuse_train_overwrite
 from fomm.families import family_names, get_family
 
 
@@ -53,12 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fomm.io.atomic import refuse_input_overwrite
     from fomm.train.trainer import TrainOptions, train
 
-    # --resume's checkpoint is the run's own state, which the run continues, so it is not listed as an input.
-    refuse_input_overwrite(train_outputs(args.out), [args.config, args.data, args.init_checkpoint],
-                           folders=args.out)
+    refuse_train_overwrite(args)  # the trainer checks the rest (resume point, dataset in a config) before writing
     result = train(TrainOptions(
         config=args.config, out=args.out, data=args.data, model=args.model, resume=args.resume,
         init_checkpoint=args.init_checkpoint, device=args.device, epochs=args.epochs, num_repeats=args.num_repeats,

@@ -95,6 +95,24 @@ def _load_real(path: Path, size: int | None) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------- generate
 
 
+def non_finite_message(index: int) -> str:
+    """Why a reconstruction holding NaN or inf at frame ``index`` is refused (one line, without the video's name:
+    the run records it per video)."""
+    return (f"the model produced non-finite values (NaN or inf) at frame {index}; its weights are broken (a diverged "
+            "checkpoint?) or overflow: no frames were kept and the video is not scored")
+
+
+def require_finite_frame(frame: np.ndarray, index: int) -> np.ndarray:
+    """``frame`` if every value is finite, else a :class:`FommError` (:func:`non_finite_message`).
+
+    Converting to uint8 turns NaN into 0, so a broken model would otherwise be scored on black frames and its
+    numbers reported as if it had produced them."""
+    frame = np.asarray(frame)
+    if frame.dtype.kind in "fc" and not np.isfinite(frame).all():
+        raise FommError(non_finite_message(index))
+    return frame
+
+
 def generate(
     dataset: str | Path,
     out_dir: str | Path,
@@ -125,7 +143,8 @@ def generate(
             real = _load_real(path, size)
             record["frames"] = int(len(real))
             source = to_float(real[0])
-            generated = [to_uint8(f) for f in reconstruct(source, (to_float(f) for f in real))]
+            generated = [to_uint8(require_finite_frame(f, i))
+                         for i, f in enumerate(reconstruct(source, (to_float(f) for f in real)))]
             if len(generated) != len(real):
                 raise InputError(f"the model returned {len(generated)} frames for {len(real)} driving frames")
             shapes = {g.shape for g in generated}

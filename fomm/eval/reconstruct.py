@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from fomm.animate import make_animator
+from fomm.errors import FommError
+from fomm.eval.protocol import non_finite_message
 
 
 def animator_reconstructor(model: Any, relative: bool = False,
@@ -38,8 +40,16 @@ def animator_reconstructor(model: Any, relative: bool = False,
         anim = make_animator(model, relative=relative, adapt_movement_scale=False, batch_size=batch_size)
         anim.set_source(to_tensor(source))
 
+        done = 0
+
         def flush(batch: list[torch.Tensor]) -> Iterator[np.ndarray]:
+            nonlocal done
             pred = anim.animate_batch(torch.cat(batch))
+            # Before the clamp, which would turn inf into a white pixel and hide it (NaN would pass through it).
+            finite = torch.isfinite(pred).flatten(1).all(dim=1)
+            if not bool(finite.all()):
+                raise FommError(non_finite_message(done + int((~finite).nonzero()[0, 0])))
+            done += len(pred)
             if tuple(pred.shape[-2:]) != tuple(size):
                 pred = F.interpolate(pred, size=size, mode="bilinear", align_corners=False, antialias=True)
             yield from pred.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()

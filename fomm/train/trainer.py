@@ -2,12 +2,17 @@
 
 Run directory layout (``out``)::
 
-    config.yaml                        effective config (CLI overrides applied)
+    config.yaml                        effective config (CLI overrides applied); replaced atomically, and only
+                                       when the configuration changed (a resumed run leaves it as it is)
     log.jsonl, log.csv                 every iteration's weighted losses, total, learning rates (rank 0)
     checkpoints/00000009-checkpoint.pth.tar   original container + optimizer/scheduler/RNG state, atomic writes
     checkpoints/interrupted.pth.tar    weights at Ctrl-C / crash mid-epoch (not an exact resume point)
     visualizations/epoch_0009.png      source | driving+kp | deformed | occlusion | prediction
     ranks/rank<r>.json                 per-rank sample indices and weight checksums (multi-process runs)
+
+Inputs are never written over: before anything is written, the run folder must lie outside the dataset folder
+and none of the files the run will write (config.yaml when it changes, logs, the checkpoints of the epochs still to
+train, the interrupt checkpoint, grids) may be ``--config``, the checkpoint resumed from or ``--init-checkpoint``.
 
 Determinism: data order, augmentation and the equivariance transforms are all drawn from streams keyed by
 ``(seed, epoch[, rank])``, so a run resumed from an epoch checkpoint repeats exactly what the uninterrupted run
@@ -43,6 +48,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fomm.checkpoint import atomic_save, load_container, load_state_dict_strict, require_finite, state_dict_mismatch
 from fomm.errors import CheckpointError, ConfigError, FommError, InputError, OutputError
+from fomm.io.atomic import write_text_atomic
 
 CHECKPOINT_RE = re.compile(r"^(\d{8})-checkpoint\.pth\.tar$")
 MAX_BAD_STEPS = 20
@@ -269,6 +275,67 @@ class LossLog:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# the run folder against the inputs
+# ---------------------------------------------------------------------------------------------------------------
+#: the folders under ``out`` that training writes files into (besides ``out`` itself)
+RUN_SUBFOLDERS = ("checkpoints", "visualizations", "ranks")
+_MISSING = object()
+
+
+def config_file(config: Any) -> Path | None:
+    """The YAML file ``config`` names, if it names an existing one (a bundled name or a loaded config is no file)."""
+    if isinstance(config, (str, os.PathLike)) and os.path.isfile(config):
+        return Path(config)
+    return None
+
+
+def config_text(cfg: Any) -> str:
+    """What ``config.yaml`` in the run folder holds for ``cfg``."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def saved_config(model: str, path: str | os.PathLike) -> Any:
+    """The configuration the YAML at ``path`` describes, as the trainer would write it, parsed back (defaults filled
+    in, numeric strings converted), so two files that differ only in layout, comments or defaults compare equal;
+    ``_MISSING`` when it is not a readable config of ``model``."""
+    from fomm.train.factory import load_training_config
+
+    try:
+        return yaml.safe_load(config_text(load_training_config(model, str(path))))
+    except (FommError, OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+        return _MISSING
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys (``train_params.num_epochs``) whose values differ between two parsed configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = list(old) + [k for k in new if k not in old]
+        return [d for k in keys for d in config_differences(old.get(k, _MISSING), new.get(k, _MISSING),
+                                                            f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".") or "(the whole file)"]
+
+
+def refuse_run_dir_in_data(run_dir: str | os.PathLike, root: str | os.PathLike) -> None:
+    """Stop when training into ``run_dir`` would write into the dataset folder ``root`` (symlinks resolved): the
+    run folder is the dataset or lies inside it, or the dataset lies in one of the folders training fills.
+
+    Raises:
+        OutputError: one line naming both folders and what to do.
+    """
+    real_root = Path(os.path.realpath(root))
+    real_run = Path(os.path.realpath(run_dir))
+    if real_run.is_relative_to(real_root):
+        where = "is" if real_run == real_root else "lies inside"
+        raise OutputError(f"--out {run_dir} {where} the dataset folder {root} (dataset_params.root_dir): the "
+                          f"checkpoints and grids written there would change the data; choose an --out outside it")
+    for sub in RUN_SUBFOLDERS:
+        folder = Path(run_dir) / sub
+        if real_root.is_relative_to(Path(os.path.realpath(folder))):
+            raise OutputError(f"the dataset folder {root} (dataset_params.root_dir) is or lies inside {folder}, which "
+                              f"training writes into; move the data or choose another --out")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------------------------
 def _prepare_config(opts: TrainOptions) -> Any:
@@ -279,7 +346,10 @@ def _prepare_config(opts: TrainOptions) -> Any:
     if not tp:
         raise ConfigError(f"config {getattr(cfg, 'name', opts.config)} has no train_params section")
     if opts.data is not None:
-        cfg.dataset_params["root_dir"] = str(opts.data)
+        given = cfg.dataset_params.get("root_dir")
+        # The config's own spelling of the same folder is kept, so resuming with --data does not change config.yaml.
+        if not (isinstance(given, str) and os.path.realpath(given) == os.path.realpath(opts.data)):
+            cfg.dataset_params["root_dir"] = str(opts.data)
     if opts.epochs is not None:
         tp["num_epochs"] = int(opts.epochs)
     if opts.num_repeats is not None:
@@ -393,6 +463,10 @@ class Trainer:
         self.cfg = _prepare_config(opts)
         self.tp = self.cfg.train_params
         self.run_dir = Path(opts.out)
+        root = self.cfg.dataset_params.get("root_dir")
+        if isinstance(root, (str, os.PathLike)):
+            refuse_run_dir_in_data(self.run_dir, root)
+        self.config_update = self._plan_config_file()
         resume_path = self._resume_point()
         self._build_data()
         self._build_model()
@@ -410,8 +484,76 @@ class Trainer:
         self.last_ckpt: Path | None = None
         self.seen_indices: list[int] = []
         self.loss_log: LossLog | None = None
+        self._refuse_input_overwrite(resume_path)
 
     # -- set-up ---------------------------------------------------------------------------------------------
+    def _plan_config_file(self) -> str | None:
+        """The text to write to ``config.yaml``, or ``None`` when the file already holds this configuration (a
+        resumed run, even one given its own ``config.yaml`` as ``--config``, leaves it untouched).
+
+        Raises:
+            OutputError: ``--config`` is that very file (or a link to it) and the options would change it.
+        """
+        text = config_text(self.cfg)
+        target = self.run_dir / "config.yaml"
+        if not os.path.isfile(target):
+            return text
+        new = yaml.safe_load(text)
+        try:
+            if yaml.safe_load(target.read_text()) == new:
+                return None
+        except (OSError, ValueError, yaml.YAMLError):
+            pass
+        old = saved_config(self.opts.model, target)
+        if old == new:
+            return None
+        given = config_file(self.opts.config)
+        if given is not None and os.path.samefile(given, target):
+            changed = config_differences(old, new)
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise OutputError(f"--config {given} is the run's own config.yaml, which the options given would change "
+                              f"({shown}); edit that file instead, or pass a copy of it as --config")
+        return text
+
+    def _planned_outputs(self) -> list[Path]:
+        """The existing files this run would replace or append to in its folder: logs, the checkpoints of the
+        epochs still to train, the interrupt checkpoint, the grids still to draw, the rank reports."""
+        run = self.run_dir
+        paths = [run / "log.jsonl", run / "log.csv", run / "checkpoints" / "interrupted.pth.tar"]
+        if self.config_update is not None:
+            paths.append(run / "config.yaml")
+        paths += [run / "checkpoints" / f"{e:08d}-checkpoint.pth.tar" for e in range(self.start_epoch, self.num_epochs)
+                  if (e + 1) % self.ckpt_freq == 0 or e + 1 == self.num_epochs]
+        grids = run / "visualizations"
+        if self.opts.visualize_every:
+            if grids.is_dir():
+                paths += [p for p in grids.iterdir()
+                          if re.fullmatch(r"step_(\d{8})\.png", p.name) and int(p.name[5:13]) > self.global_step]
+        else:
+            paths += [grids / f"epoch_{e:04d}.png" for e in range(self.start_epoch, self.num_epochs)]
+        if self.ctx.distributed:
+            paths.append(run / "ranks" / f"rank{self.ctx.rank}.json")
+        return [p for p in paths if os.path.exists(p)]
+
+    def _refuse_input_overwrite(self, resume_path: Path | None) -> None:
+        """Stop, before anything is written, when a file this run writes is one of its inputs (the same file, or
+        reached through a link): a checkpoint resumed from that an epoch still to train or an interrupt would save
+        over, ``--config``/``--init-checkpoint`` sitting under a name the run writes.
+
+        Raises:
+            OutputError: one line naming the file, the option that reads it and what to do.
+        """
+        inputs = [(name, path) for name, path in (("--config", config_file(self.opts.config)),
+                                                  ("--resume", resume_path),
+                                                  ("--init-checkpoint", self.opts.init_checkpoint))
+                  if path is not None and os.path.exists(path)]
+        for out in self._planned_outputs():
+            for name, path in inputs:
+                if os.path.samefile(out, path):
+                    raise OutputError(f"{out}: training would write this file, and it is the input {name} {path}; "
+                                      f"copy that file out of {self.run_dir} and pass the copy, or choose another "
+                                      f"--out")
+
     def _resume_point(self) -> Path | None:
         """The checkpoint ``--resume`` names (``None``: a fresh run, which must not overwrite another's)."""
         opts, run_dir = self.opts, self.run_dir
@@ -592,7 +734,8 @@ class Trainer:
                 (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create run folder {self.run_dir}: {exc.strerror or exc}") from None
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        if self.config_update is not None:  # unchanged (a resumed run): left as it is, never rewritten
+            write_text_atomic(self.run_dir / "config.yaml", self.config_update)
         self.loss_log = LossLog(self.run_dir)
 
     def _close(self) -> None:
@@ -603,7 +746,7 @@ class Trainer:
             (self.run_dir / "ranks").mkdir(parents=True, exist_ok=True)
             info = {"rank": ctx.rank, "world_size": ctx.world_size, "last_epoch_indices": self.seen_indices,
                     "digests": {n: _param_digest(net) for n, net in self.nets.items()}}
-            (self.run_dir / "ranks" / f"rank{ctx.rank}.json").write_text(json.dumps(info))
+            write_text_atomic(self.run_dir / "ranks" / f"rank{ctx.rank}.json", json.dumps(info))
 
     def epoch(self, epoch: int) -> None:
         """Train one epoch, then step the schedulers, write the epoch's grid and checkpoint."""
