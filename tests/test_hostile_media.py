@@ -1,5 +1,7 @@
 """Hostile media: huge and empty images, videos without pictures, truncated files, bad frame times, a crop of a clip
-with audio but no face. Each is refused with one ``fomm: error:`` line, rc 2, nothing written, inputs unchanged."""
+with audio but no face, decompression bombs at every entry point that reads an image (photo, dataset strip or
+frame, depth PNG/NPY/EXR). Each is refused with one ``fomm: error:`` line, rc 2, nothing written (but the report
+of why that eval writes by design), inputs unchanged."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import av
 import numpy as np
 import pytest
 from helpers import alternating_times, huge_png, make_vfr_clip
-from hostile import assert_refused
+from hostile import assert_refused, bomb_jpeg, bomb_png
 from PIL import Image
 
 from fomm.io.reading import TIMESTAMPS_FILE
@@ -90,3 +92,25 @@ def test_crop_of_clip_with_audio_but_no_face(media, tmp_path):
     out = tmp_path / "crop.mp4"
     assert_refused(["crop", "--video", drv, "-o", out, "-q"], inputs=[drv], outputs=[out, tmp_path / "crop_00.mp4"],
                    match="no face found")
+
+
+# ------------------------------------------------------------------------ decompression bombs at every entry point
+# Header-only bombs (tests/hostile.py): a ~100-byte file claiming 8000x8000 = 64 MP, above fomm's 50 MP limit and
+# below Pillow's own 89 MP guard, so only fomm's header check stands between the file and a 64-192 MB decode. Each
+# case also fails if that check is skipped: the message would then be about a truncated file, not the limit.
+LIMIT = "above fomm's limit of 50 MP; downscale it first"
+
+
+def _bomb(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_bomb_source_photo(media, tmp_path, kind):
+    _, _, drv = media
+    bomb = _bomb(tmp_path / f"photo.{kind}", bomb_png(8000, 8000) if kind == "png" else bomb_jpeg(8000, 8000))
+    out = tmp_path / "out.mp4"
+    assert_refused(_animate(bomb, drv, out), inputs=[bomb, drv], outputs=[out], match=f"8000x8000 = 64 MP, {LIMIT}")
+    assert_refused(["live", "--pretrained", "actions-64", "--source", bomb, "--driving", drv, "--output",
+                    f"record:{out}"], inputs=[bomb, drv], outputs=[out], match=f"8000x8000 = 64 MP, {LIMIT}")

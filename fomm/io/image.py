@@ -84,7 +84,8 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 
 def _megapixels(n: int) -> str:
-    return f"{n / 1e6:.3g} MP"
+    mp = n / 1e6
+    return f"{mp:,.0f} MP" if mp >= 1000 else f"{mp:.3g} MP"  # 4,225 MP, not 4.22e+03 MP
 
 
 class ImageTooLarge(InputError):
