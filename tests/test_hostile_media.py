@@ -114,3 +114,19 @@ def test_bomb_source_photo(media, tmp_path, kind):
     assert_refused(_animate(bomb, drv, out), inputs=[bomb, drv], outputs=[out], match=f"8000x8000 = 64 MP, {LIMIT}")
     assert_refused(["live", "--pretrained", "actions-64", "--source", bomb, "--driving", drv, "--output",
                     f"record:{out}"], inputs=[bomb, drv], outputs=[out], match=f"8000x8000 = 64 MP, {LIMIT}")
+
+
+def _dataset(tmp_path, entry: str, data: bytes):
+    """A dataset with train/ and test/ each holding ``entry`` (a strip image's name) with ``data``."""
+    root = tmp_path / "ds"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        (root / split / entry).write_bytes(data)
+    return root
+
+
+def test_bomb_strip_in_a_training_set(tmp_path):
+    ds = _dataset(tmp_path, "clip.png", bomb_png(64 * 15625, 64))  # 15625 frames of 64x64 = 64 MP in one strip
+    run = tmp_path / "run"
+    assert_refused(["train", "--config", "actions-64", "--data", ds, "--out", run, "--workers", "0"], inputs=[ds],
+                   outputs=[run], match=f"clip.png: image is 1000000x64 = 64 MP, {LIMIT}")
