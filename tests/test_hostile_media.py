@@ -130,3 +130,23 @@ def test_bomb_strip_in_a_training_set(tmp_path):
     run = tmp_path / "run"
     assert_refused(["train", "--config", "actions-64", "--data", ds, "--out", run, "--workers", "0"], inputs=[ds],
                    outputs=[run], match=f"clip.png: image is 1000000x64 = 64 MP, {LIMIT}")
+
+
+def test_bomb_strip_in_an_eval_set(tmp_path):
+    ds = _dataset(tmp_path, "clip.png", bomb_png(64 * 15625, 64))
+    run = tmp_path / "run"
+    res = assert_refused(["eval", "reconstruction", ds, "--out", run, "-q"], inputs=[ds],
+                         match=f"clip.png: image is 1000000x64 = 64 MP, {LIMIT}")
+    assert "no video could be scored (1 of 1 failed" in res.stderr
+    assert (run / "metrics.json").is_file()  # eval's design: the partial report says why, and the line says where
+
+
+def test_bomb_frame_in_an_eval_frame_folder(tmp_path):
+    root = tmp_path / "ds"
+    clip = root / "test" / "clip"
+    clip.mkdir(parents=True)
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(clip / "000.png")
+    _bomb(clip / "001.png", bomb_png(8000, 8000))
+    res = assert_refused(["eval", "reconstruction", root, "--out", tmp_path / "run", "-q"], inputs=[root],
+                         match=f"001.png: image is 8000x8000 = 64 MP, {LIMIT}")
+    assert "no video could be scored" in res.stderr
