@@ -5,6 +5,8 @@ of why that eval writes by design), inputs unchanged."""
 
 from __future__ import annotations
 
+import struct
+
 import av
 import numpy as np
 import pytest
@@ -150,3 +152,37 @@ def test_bomb_frame_in_an_eval_frame_folder(tmp_path):
     res = assert_refused(["eval", "reconstruction", root, "--out", tmp_path / "run", "-q"], inputs=[root],
                          match=f"001.png: image is 8000x8000 = 64 MP, {LIMIT}")
     assert "no video could be scored" in res.stderr
+
+
+def _bomb_exr(path, width: int, height: int):
+    """A real 16x16 EXR depth map whose header's data window is patched to claim ``width`` x ``height``."""
+    openexr = pytest.importorskip("OpenEXR")
+    openexr.File({"compression": openexr.ZIP_COMPRESSION, "type": openexr.scanlineimage},
+                 {"Z": np.full((16, 16), 0.5, np.float32)}).write(str(path))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4  # after the attribute's size
+    data[at:at + 16] = struct.pack("<4i", 0, 0, width - 1, height - 1)
+    return _bomb(path, bytes(data))
+
+
+def _bomb_npy(path, width: int, height: int):
+    """An NPY header declaring float32 ``[height, width]`` followed by 64 bytes of data."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (height, width)})
+        fh.write(b"\0" * 64)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png", "npy", "exr"])
+def test_bomb_depth_file(tmp_path, kind):
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(tmp_path / "img.png")
+    if kind == "png":
+        bomb = _bomb(tmp_path / "depth.png", bomb_png(8000, 8000))
+    elif kind == "npy":
+        bomb = _bomb_npy(tmp_path / "depth.npy", 8000, 8000)
+    else:
+        bomb = _bomb_exr(tmp_path / "depth.exr", 8000, 8000)
+    out = tmp_path / "out.png"
+    assert_refused(["depth", tmp_path / "img.png", "-o", out, "-q", "--depth-file", bomb],
+                   inputs=[bomb, tmp_path / "img.png"], outputs=[out, tmp_path / "out.png.json"],
+                   match=f"depth.{kind}: image is 8000x8000 = 64 MP, {LIMIT}")
