@@ -72,7 +72,7 @@ class DemoLimits:
     webcam_time_limit_s: int = 120
     webcam_streams: int = 4  # browsers streaming their webcam at once (each has its own animator)
     max_source_pixels: int = 2048 * 2048  # larger photos are scaled down to this (with a note)
-    max_decode_pixels: int = 64 * 2 ** 20  # larger photos are refused before they are decoded
+    max_decode_pixels: int = 64 * 2 ** 20  # larger photos are refused from their header (never above fomm's 50 MP)
     max_output_pixels: int = 1024 * 1024  # the auto-crop paste-back's photo-sized output is capped to this
 
     def __post_init__(self) -> None:
