@@ -14,8 +14,10 @@ import contextlib
 import hashlib
 import io
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,61 @@ def assert_refused(argv: Sequence[str], inputs: Iterable[str | os.PathLike] = ()
     return res
 
 
+# ------------------------------------------------------------------------------------------- decompression bombs
+# Images whose header claims a size their data does not hold: a reader that trusts the header allocates the whole
+# claimed picture (and then fails on the missing data); one that checks the header first refuses them for free.
+# Between fomm's 50 MP limit and Pillow's own 89/179 MP guards (e.g. 8000x8000 = 64 MP) only fomm's check stands.
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """An 8-bit grey PNG header claiming ``width`` x ``height`` with one row of data (~100 bytes)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 17))
+            + _png_chunk(b"IEND", b""))
+
+
+def bomb_jpeg(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose frame header (SOF0) is patched to claim ``width`` x ``height``."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 150)).save(buf, format="JPEG", quality=90)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def growing_gif(width: int, height: int) -> bytes:
+    """A 2-frame 16x16 GIF whose second frame's descriptor claims ``width`` x ``height``: Pillow grows the canvas to
+    it when it seeks there (the first frame, all a header check at open sees, is small)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((200, 30, 30), (30, 30, 200))]
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=40)
+    data = bytearray(buf.getvalue())
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # after the header and global colour table
+    seen = 0
+    while data[pos] != 0x3B:
+        if data[pos] == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:  # image descriptor: 9 bytes, local colour table, LZW code size, then sub-blocks
+            seen += 1
+            if seen == 2:
+                data[pos + 5:pos + 9] = struct.pack("<HH", width, height)
+                return bytes(data)
+            flags = data[pos + 9]
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    raise AssertionError("the GIF Pillow wrote has no second frame")
+
+
 def _is_progress(line: str) -> bool:
     # tqdm bars are drawn on stderr with carriage returns; they are not messages.
     return "\r" in line or line.lstrip().startswith(("animate:", "preview:"))
@@ -102,4 +159,5 @@ def leftovers(folder: str | os.PathLike) -> list[str]:
     return sorted(str(p) for p in Path(folder).rglob(".*") if p.name not in (".", ".."))
 
 
-__all__ = ["Outcome", "assert_refused", "leftovers", "run_cli", "run_main", "snapshot"]
+__all__ = ["Outcome", "assert_refused", "bomb_jpeg", "bomb_png", "growing_gif", "leftovers", "run_cli", "run_main",
+           "snapshot"]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from fomm.datasets.frames import DatasetRepeater, FramesDataset, PairedDataset, identity_of
-from fomm.datasets.sources import ContainerSource
+from fomm.datasets.sources import ContainerSource, UnreadableVideo
 from fomm.errors import ConfigError, InputError
 
 FLIP_JITTER = {"flip_param": {"horizontal_flip": True, "time_flip": True},
@@ -310,3 +310,24 @@ def test_gif_and_from_config(tmp_path: Path) -> None:
         item["frame_idx"].tolist()
     with pytest.raises(ConfigError, match="unknown dataset_params"):
         FramesDataset.from_config({"root_dir": str(root), "frameshape": [24, 24, 3]})
+
+
+def test_frames_past_the_pixel_limit_are_refused_when_read(tmp_path: Path) -> None:
+    """The probe reads one header (a folder's first frame, a GIF's first frame); a later frame that claims 64 MP
+    (or a GIF frame that grows the canvas to 81 MP) is refused from its header when training reads it, so the
+    dataset draws another video instead of decoding it."""
+    from hostile import bomb_png, growing_gif
+
+    from fomm.datasets.sources import open_source
+
+    folder = make_png_folder(tmp_path / "clip", n=3)
+    (folder / "00002.png").write_bytes(bomb_png(8000, 8000))  # the last frame
+    gif = tmp_path / "clip.gif"
+    gif.write_bytes(growing_gif(9000, 9000))
+    cases = [(open_source(folder, (32, 32, 3)), "cannot read frame: 00002.png: image is 8000x8000 = 64 MP"),
+             (open_source(gif, (16, 16, 3)), "cannot decode GIF frame: clip.gif frame 1: image is 9000x9000 = 81 MP")]
+    for source, message in cases:
+        assert source.num_frames in (2, 3) and source.read([0])[0].shape[2] == 3
+        with pytest.raises(UnreadableVideo) as err:
+            source.read([source.num_frames - 1])
+        assert str(err.value) == f"{message}, above fomm's limit of 50 MP; downscale it first"

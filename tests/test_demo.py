@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import bomb_jpeg, bomb_png
+from PIL import Image
 
 import fomm
 from fomm.assets import example_path
@@ -87,6 +90,22 @@ def test_bad_sources_and_drivings_give_one_line_messages(tmp_path):
     assert info.num_frames == 169
     with pytest.raises(InputError, match="has 169 frames; the limit is 100"):
         check_driving(example_path("driving.mp4"), DemoLimits(max_video_frames=100))
+
+
+def test_photo_bombs_are_refused_from_their_header(tmp_path):
+    """The photo goes through fomm's checked reader: a header claiming 64 MP (above fomm's 50 MP, below Pillow's own
+    guard and below the demo's default max_decode_pixels) is refused in the demo's words, as is one above a lower
+    max_decode_pixels; nothing is decoded (a ~100-byte file)."""
+    for name, data in (("bomb.png", bomb_png(8000, 8000)), ("bomb.jpg", bomb_jpeg(8000, 8000))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError) as err:
+            check_source(tmp_path / name, LIMITS)
+        assert str(err.value) == ("the source photo is 8000x8000 pixels (64 MP), too large to open safely; photos up "
+                                  "to 50 MP are accepted: scale it down first")
+    (tmp_path / "wide.png").write_bytes(bomb_png(2000, 1000))
+    with pytest.raises(InputError, match=r"^the source photo is 2000x1000 pixels \(2 MP\), too large to open safely; "
+                                         r"photos up to 1 MP are accepted"):
+        check_source(tmp_path / "wide.png", DemoLimits(max_source_pixels=64 * 64, max_decode_pixels=1_000_000))
 
 
 def test_draw_keypoints_puts_each_point_where_the_detector_says():
@@ -217,7 +236,7 @@ def test_bad_inputs_get_a_message_and_the_server_keeps_serving(served, tmp_path)
         ((not_image, example_path("driving-man.mp4")), "source image: not an image"),
         ((empty_png, example_path("driving-man.mp4")), "the source image is empty"),
         ((_huge_png(tmp_path / "huge.png"), example_path("driving-man.mp4")),
-         r"the source photo is 400 MP, too large to open safely; .* scale it down first"),
+         r"the source photo is 20000x20000 pixels \(400 MP\), too large to open safely; .* scale it down first"),
         ((example_path("photo.jpg"), corrupt), "driving video: not a video, or the file is corrupt"),
         ((example_path("photo.jpg"), _ten_hour_video(tmp_path / "long.mp4")), "lasts 10.0 hours"),
     ]
@@ -394,6 +413,47 @@ def test_webcam_session_restarts_resets_and_stops_at_its_limit():
     assert s.animator is not second and out.shape == (128, 128, 3)
     plain = s.animate(model, "m", src, "src", frames[0], display=128, options=LiveOptions(relative=False))
     assert np.abs(out.astype(int) - plain.astype(int)).max() > 50  # the keypoints are drawn
+
+
+def test_webcam_frames_are_decoded_by_fomms_checked_reader(tmp_path, monkeypatch):
+    """A webcam frame is whatever the browser (or a script) sends: the demo decodes it with fomm's reader, not
+    Gradio's, so a bomb is refused from its header with one line, as a data URL or as an uploaded file (which is
+    deleted either way), and a good frame still arrives as the RGB array the handler takes."""
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    from fomm.demo import app as demo_app
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setattr(demo_app, "get_upload_folder", lambda: str(uploads))
+    cam = demo_app._WebcamImage(sources=["webcam"], streaming=True, type="numpy")
+    cam.max_pixels = jobs.decode_limit(LIMITS)
+    good = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(good).save(buf, format="PNG")
+
+    def data_url(data: bytes) -> ImageData:
+        return ImageData(url="data:image/png;base64," + base64.b64encode(data).decode("ascii"))
+
+    def upload(data: bytes) -> ImageData:
+        path = uploads / f"frame{len(list(uploads.iterdir()))}.png"
+        path.write_bytes(data)
+        return ImageData(path=str(path), orig_name="webcam.png")
+
+    limit = "webcam frame: image is 8000x8000 = 64 MP, above fomm's limit of 50 MP; downscale it first"
+    for payload in (data_url(bomb_png(8000, 8000)), upload(bomb_png(8000, 8000)), upload(bomb_jpeg(8000, 8000))):
+        with pytest.raises(gradio.Error) as err:
+            cam.preprocess(payload)
+        assert err.value.message == limit
+    with pytest.raises(gradio.Error) as err:
+        cam.preprocess(upload(b"not a frame"))
+    assert err.value.message == "webcam frame: not an image or an unsupported image format"
+    assert list(uploads.iterdir()) == []  # each uploaded frame is gone, refused or not
+    np.testing.assert_array_equal(cam.preprocess(data_url(buf.getvalue())), good)
+    np.testing.assert_array_equal(cam.preprocess(upload(buf.getvalue())), good)
+    assert cam.preprocess(None) is None and list(uploads.iterdir()) == []
 
 
 def test_the_webcam_model_is_moved_to_its_device_once():
@@ -696,9 +756,13 @@ def test_a_bad_plate_or_model_gives_one_line_before_any_work(tiny_model, tmp_pat
     not_image.write_text("not a picture")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
+    bomb = tmp_path / "plate.jpg"
+    bomb.write_bytes(bomb_jpeg(8000, 8000))
     cases = [(jobs.DepthSettings(plate=not_image), tiny_model, "background plate: not an image"),
              (jobs.DepthSettings(plate=empty), tiny_model, "the background plate is empty"),
              (jobs.DepthSettings(plate=tmp_path / "clip.mp4"), tiny_model, "the background plate must be an image"),
+             (jobs.DepthSettings(plate=bomb), tiny_model,
+              r"^the background plate is 8000x8000 pixels \(64 MP\), too large to open safely"),
              (jobs.DepthSettings(stereo="anaglyph"), fomm.load_model("actions-64", model="monkeynet"),
               "Depth & 3D needs a First Order Motion model")]
     for i, (settings, model, message) in enumerate(cases):

@@ -1,13 +1,17 @@
 """Hostile media: huge and empty images, videos without pictures, truncated files, bad frame times, a crop of a clip
-with audio but no face. Each is refused with one ``fomm: error:`` line, rc 2, nothing written, inputs unchanged."""
+with audio but no face, decompression bombs at every entry point that reads an image (photo, dataset strip or
+frame, depth PNG/NPY/EXR). Each is refused with one ``fomm: error:`` line, rc 2, nothing written (but the report
+of why that eval writes by design), inputs unchanged."""
 
 from __future__ import annotations
+
+import struct
 
 import av
 import numpy as np
 import pytest
 from helpers import alternating_times, huge_png, make_vfr_clip
-from hostile import assert_refused
+from hostile import assert_refused, bomb_jpeg, bomb_png
 from PIL import Image
 
 from fomm.io.reading import TIMESTAMPS_FILE
@@ -90,3 +94,95 @@ def test_crop_of_clip_with_audio_but_no_face(media, tmp_path):
     out = tmp_path / "crop.mp4"
     assert_refused(["crop", "--video", drv, "-o", out, "-q"], inputs=[drv], outputs=[out, tmp_path / "crop_00.mp4"],
                    match="no face found")
+
+
+# ------------------------------------------------------------------------ decompression bombs at every entry point
+# Header-only bombs (tests/hostile.py): a ~100-byte file claiming 8000x8000 = 64 MP, above fomm's 50 MP limit and
+# below Pillow's own 89 MP guard, so only fomm's header check stands between the file and a 64-192 MB decode. Each
+# case also fails if that check is skipped: the message would then be about a truncated file, not the limit.
+LIMIT = "above fomm's limit of 50 MP; downscale it first"
+
+
+def _bomb(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_bomb_source_photo(media, tmp_path, kind):
+    _, _, drv = media
+    bomb = _bomb(tmp_path / f"photo.{kind}", bomb_png(8000, 8000) if kind == "png" else bomb_jpeg(8000, 8000))
+    out = tmp_path / "out.mp4"
+    assert_refused(_animate(bomb, drv, out), inputs=[bomb, drv], outputs=[out], match=f"8000x8000 = 64 MP, {LIMIT}")
+    assert_refused(["live", "--pretrained", "actions-64", "--source", bomb, "--driving", drv, "--output",
+                    f"record:{out}"], inputs=[bomb, drv], outputs=[out], match=f"8000x8000 = 64 MP, {LIMIT}")
+
+
+def _dataset(tmp_path, entry: str, data: bytes):
+    """A dataset with train/ and test/ each holding ``entry`` (a strip image's name) with ``data``."""
+    root = tmp_path / "ds"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        (root / split / entry).write_bytes(data)
+    return root
+
+
+def test_bomb_strip_in_a_training_set(tmp_path):
+    ds = _dataset(tmp_path, "clip.png", bomb_png(64 * 15625, 64))  # 15625 frames of 64x64 = 64 MP in one strip
+    run = tmp_path / "run"
+    assert_refused(["train", "--config", "actions-64", "--data", ds, "--out", run, "--workers", "0"], inputs=[ds],
+                   outputs=[run], match=f"clip.png: image is 1000000x64 = 64 MP, {LIMIT}")
+
+
+def test_bomb_strip_in_an_eval_set(tmp_path):
+    ds = _dataset(tmp_path, "clip.png", bomb_png(64 * 15625, 64))
+    run = tmp_path / "run"
+    res = assert_refused(["eval", "reconstruction", ds, "--out", run, "-q"], inputs=[ds],
+                         match=f"clip.png: image is 1000000x64 = 64 MP, {LIMIT}")
+    assert "no video could be scored (1 of 1 failed" in res.stderr
+    assert (run / "metrics.json").is_file()  # eval's design: the partial report says why, and the line says where
+
+
+def test_bomb_frame_in_an_eval_frame_folder(tmp_path):
+    root = tmp_path / "ds"
+    clip = root / "test" / "clip"
+    clip.mkdir(parents=True)
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(clip / "000.png")
+    _bomb(clip / "001.png", bomb_png(8000, 8000))
+    res = assert_refused(["eval", "reconstruction", root, "--out", tmp_path / "run", "-q"], inputs=[root],
+                         match=f"001.png: image is 8000x8000 = 64 MP, {LIMIT}")
+    assert "no video could be scored" in res.stderr
+
+
+def _bomb_exr(path, width: int, height: int):
+    """A real 16x16 EXR depth map whose header's data window is patched to claim ``width`` x ``height``."""
+    openexr = pytest.importorskip("OpenEXR")
+    openexr.File({"compression": openexr.ZIP_COMPRESSION, "type": openexr.scanlineimage},
+                 {"Z": np.full((16, 16), 0.5, np.float32)}).write(str(path))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4  # after the attribute's size
+    data[at:at + 16] = struct.pack("<4i", 0, 0, width - 1, height - 1)
+    return _bomb(path, bytes(data))
+
+
+def _bomb_npy(path, width: int, height: int):
+    """An NPY header declaring float32 ``[height, width]`` followed by 64 bytes of data."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (height, width)})
+        fh.write(b"\0" * 64)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png", "npy", "exr"])
+def test_bomb_depth_file(tmp_path, kind):
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(tmp_path / "img.png")
+    if kind == "png":
+        bomb = _bomb(tmp_path / "depth.png", bomb_png(8000, 8000))
+    elif kind == "npy":
+        bomb = _bomb_npy(tmp_path / "depth.npy", 8000, 8000)
+    else:
+        bomb = _bomb_exr(tmp_path / "depth.exr", 8000, 8000)
+    out = tmp_path / "out.png"
+    assert_refused(["depth", tmp_path / "img.png", "-o", out, "-q", "--depth-file", bomb],
+                   inputs=[bomb, tmp_path / "img.png"], outputs=[out, tmp_path / "out.png.json"],
+                   match=f"depth.{kind}: image is 8000x8000 = 64 MP, {LIMIT}")

@@ -9,10 +9,22 @@ import numpy as np
 import pytest
 import torch
 from helpers import huge_png
+from hostile import bomb_jpeg, bomb_png, growing_gif
 from PIL import Image
 
 from fomm.errors import InputError, OutputError
-from fomm.io.image import MAX_IMAGE_PIXELS, image_to_tensor, read_image, resize_uint8, tensor_to_uint8, write_image
+from fomm.io.image import (
+    MAX_IMAGE_PIXELS,
+    ImageTooLarge,
+    check_pixels,
+    image_to_tensor,
+    open_image,
+    read_image,
+    resize_uint8,
+    seek_frame,
+    tensor_to_uint8,
+    write_image,
+)
 
 
 def _rgb(h: int = 48, w: int = 64) -> np.ndarray:
@@ -220,3 +232,51 @@ def test_empty_png_has_its_own_message(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(InputError, match="image file is empty"):
         read_image(tmp_path / "empty.png")
+
+
+# ------------------------------------------------------------------------ open_image: the one checked way to decode
+def test_bytes_and_streams_read_like_the_file(tmp_path):
+    img = _rgb()
+    Image.fromarray(img).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    for source in (data, bytearray(data), memoryview(data), io.BytesIO(data)):
+        np.testing.assert_array_equal(read_image(source), img)
+    with open_image(data, name="frame 3") as opened:
+        assert opened.size == (64, 48)
+    with pytest.raises(InputError, match="^frame 3: image is empty"):
+        read_image(b"", name="frame 3")
+    with pytest.raises(InputError, match="^image: not an image or an unsupported image format$"):
+        read_image(b"GIF87a, not really")
+    with pytest.raises(InputError, match="^frame: image is corrupt or truncated"):  # decode errors in the body too
+        with open_image(data[:len(data) // 2], name="frame") as opened:
+            opened.load()
+
+
+@pytest.mark.parametrize("data,size", [(bomb_png(8000, 8000), (8000, 8000)), (bomb_jpeg(8000, 8000), (8000, 8000)),
+                                       (bomb_jpeg(65000, 65000), (65000, 65000))])
+def test_header_bombs_are_refused_from_bytes(data, size):
+    """8000x8000: between fomm's limit and Pillow's guards, only fomm's check refuses it; 65000x65000: Pillow's
+    guard fires first and fomm still reports the size from the header. Pillow's global limit is left alone."""
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageTooLarge) as err:
+            read_image(data, name="frame")
+    w, h = size
+    assert (err.value.size, err.value.pixels, err.value.limit) == (size, w * h, MAX_IMAGE_PIXELS)
+    mp = "64 MP" if w == 8000 else "4,225 MP"
+    assert str(err.value) == f"frame: image is {w}x{h} = {mp}, above fomm's limit of 50 MP; downscale it first"
+    assert Image.MAX_IMAGE_PIXELS == pil_limit
+
+
+def test_check_pixels_and_seek_frame():
+    check_pixels("depth.npy", 5000, 10000)  # exactly 50 MP
+    with pytest.raises(ImageTooLarge, match="^depth.npy: image is 5001x10000 = 50 MP, above"):
+        check_pixels("depth.npy", 5001, 10000)
+    data = growing_gif(9000, 9000)  # frame 1 grows the 16x16 canvas to 9000x9000 when Pillow seeks to it
+    with open_image(data, name="clip.gif") as gif:
+        assert gif.size == (16, 16) and gif.n_frames == 2
+        seek_frame(gif, 0, name="clip.gif frame 0")
+        assert np.asarray(gif.convert("RGB")).shape == (16, 16, 3)
+        with pytest.raises(ImageTooLarge, match="^clip.gif frame 1: image is 9000x9000 = 81 MP, above"):
+            seek_frame(gif, 1, name="clip.gif frame 1")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hostile import assert_refused, run_main
+from hostile import assert_refused, bomb_jpeg, bomb_png, run_main
 from PIL import Image
 
 import fomm
@@ -407,6 +407,58 @@ def test_worker_round_trip_survives_a_restart(model, face, clips):
         want = local.process(frame, t=i / 30).frame
         assert _psnr(results[i].frame, want) > 28, i  # two JPEG trips (frame there, result back)
         assert results[i].timings["network"] >= 0
+
+
+def test_worker_refuses_a_decompression_bomb_and_serves_the_next_frame(model, face, clips):
+    """A client's frame (or photo) is decoded through fomm's checked reader: one whose header claims 64 MP (above
+    fomm's 50 MP limit, below Pillow's own guard) or 4 GP gets an error reply saying so, before a pixel is decoded;
+    that client is dropped, and the worker answers the next client's good frame."""
+    from fomm.live.worker import VERSION, LiveWorker, RemoteEngine, encode_png, recv_message, send_message
+
+    photo = np.asarray(Image.open(face / "source.png").convert("RGB"))
+    opts = LiveOptions(smooth=False)
+    e = opts.one_euro
+    hello = {"type": "hello", "version": VERSION, "relative": True, "adapt_movement_scale": True,
+             "one_euro": [e.min_cutoff, e.beta, e.d_cutoff]}
+    frame = {"type": "frame", "index": 0, "t": 0.0, "smooth": False, "calibrate": True}
+    worker = LiveWorker(model, 0)
+    th = threading.Thread(target=worker.serve_forever, daemon=True)
+    th.start()
+
+    def refused(kind: str, payload: bytes, with_source: bool) -> str:
+        with socket.create_connection(("127.0.0.1", worker.port), timeout=10) as sock:
+            send_message(sock, hello)
+            assert recv_message(sock)[0]["type"] == "hello"
+            if with_source:
+                send_message(sock, {"type": "source", "name": "photo"}, encode_png(photo))
+                assert recv_message(sock)[0]["type"] == "ok"
+            send_message(sock, frame if kind == "frame" else {"type": kind, "name": "photo"}, payload)
+            reply, _ = recv_message(sock)
+            with pytest.raises(ConnectionError):  # the worker hung up on this client
+                recv_message(sock)
+        assert reply["type"] == "error", reply
+        return reply["message"]
+
+    limit = "above fomm's limit of 50 MP; downscale it first"
+    try:
+        start = time.perf_counter()
+        assert refused("frame", bomb_jpeg(8000, 8000), True) == f"frame: image is 8000x8000 = 64 MP, {limit}"
+        assert refused("frame", bomb_png(8000, 8000), True) == f"frame: image is 8000x8000 = 64 MP, {limit}"
+        assert refused("frame", bomb_jpeg(65000, 65000), True) == f"frame: image is 65000x65000 = 4,225 MP, {limit}"
+        assert refused("source", bomb_png(8000, 8000), False) == f"source photo: image is 8000x8000 = 64 MP, {limit}"
+        assert refused("frame", b"\xff\xd8 not a jpeg", True) == "frame: not an image or an unsupported image format"
+        assert time.perf_counter() - start < 10  # nothing was decoded
+        assert th.is_alive() and worker.frames == 0
+        remote = RemoteEngine(f"127.0.0.1:{worker.port}", [photo], opts)
+        try:
+            driving = next(iter_frames(clips["short"], max_frames=1))
+            got = remote.animate(remote.prepare(driving, 0.0, 0))
+        finally:
+            remote.close()
+        assert got is not None and got.frame.shape == (64, 64, 3) and worker.frames == 1
+    finally:
+        worker.stop()
+        th.join(timeout=10)
 
 
 # ---------------------------------------------------------------------------------------------------- bad input

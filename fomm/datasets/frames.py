@@ -126,6 +126,7 @@ class FramesDataset(Dataset):
                              f"or strip images)")
 
         self.skipped: dict[str, list[str]] = defaultdict(list)
+        self._skip_details: dict[str, str] = {}  # reason -> the first skipped video's detail
         self.read_failures: dict[str, int] = {}  # training-time read errors per video (name -> count)
         self.sources: dict[str, VideoSource] = {}
         self._probe(names)
@@ -190,6 +191,7 @@ class FramesDataset(Dataset):
 
     def _skip(self, reason: str, name: str, detail: str) -> None:
         self.skipped[reason].append(name)
+        self._skip_details.setdefault(reason, detail)
         if sum(len(v) for v in self.skipped.values()) <= _MAX_LISTED_WARNINGS:
             warnings.warn(f"skipping video {self.folder / name}: {reason} ({detail})", stacklevel=3)
 
@@ -198,7 +200,9 @@ class FramesDataset(Dataset):
         return sum(len(v) for v in self.skipped.values())
 
     def _skip_summary(self) -> str:
-        return "; ".join(f"{len(v)} {k}, e.g. {v[0]}" for k, v in self.skipped.items()) or "no videos"
+        # The first example's detail too: the error that ends a run on a dataset with nothing usable says why.
+        return "; ".join(f"{len(v)} {k}, e.g. {v[0]} ({self._skip_details[k]})"
+                         for k, v in self.skipped.items()) or "no videos"
 
     # --- sampling --------------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

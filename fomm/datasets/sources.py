@@ -10,7 +10,9 @@ container metadata) and decodes only the frames asked for:
 * a container video (.mp4/.mov/...): PyAV seeks to the keyframe before the wanted frame and decodes forward
   only as far as needed.
 
-All readers return ``[h, w, 3]`` uint8 RGB frames (alpha dropped).
+All readers return ``[h, w, 3]`` uint8 RGB frames (alpha dropped). Images (frames, strips, GIFs) are opened through
+:func:`fomm.io.image.open_image`, so a frame above fomm's pixel limit (50 MP) is refused from its header, at the probe
+or when it is read, before it is decoded.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from fomm.errors import InputError
+from fomm.io.image import open_image, seek_frame
 
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -37,6 +43,18 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img)
+
+
+@contextmanager
+def _unreadable(what: str, name: str) -> Iterator[None]:
+    """Errors inside -> :class:`UnreadableVideo` saying ``what``, the file ``name`` and why; the dataset skips or
+    reports the video."""
+    try:
+        yield
+    except InputError as exc:  # fomm's own checks (open_image): the message starts with the name
+        raise UnreadableVideo(f"{what}: {exc}") from None
+    except Exception as exc:  # anything else a decoder raised for a broken file
+        raise UnreadableVideo(f"{what}: {name}: {exc}") from None
 
 
 class VideoSource:
@@ -64,21 +82,16 @@ class FolderSource(VideoSource):
         self.num_frames = len(self.files)
         if self.num_frames == 0:
             raise UnreadableVideo("folder holds no image frames")
-        try:
-            with Image.open(path / self.files[0]) as img:
-                self.frame_hw = (img.height, img.width)
-        except Exception as exc:  # PIL raises several types for bad files
-            raise UnreadableVideo(f"cannot read frame {self.files[0]}: {exc}") from None
+        first = self.files[0]
+        with _unreadable("cannot read frame", first), open_image(path / first, name=first) as img:
+            self.frame_hw = (img.height, img.width)
 
     def read(self, indices: list[int]) -> list[np.ndarray]:
         out = []
         for i in indices:
-            try:
-                with Image.open(self.path / self.files[i]) as img:
-                    arr = _to_rgb(img)
-            except Exception as exc:
-                raise UnreadableVideo(f"cannot read frame {self.files[i]}: {exc}") from None
-            out.append(arr)
+            name = self.files[i]
+            with _unreadable("cannot read frame", name), open_image(self.path / name, name=name) as img:
+                out.append(_to_rgb(img))
         return out
 
 
@@ -119,11 +132,8 @@ class StripSource(VideoSource):
     def __init__(self, path: Path, aspect_w_over_h: float, cache: DecodedCache | None = None) -> None:
         self.path = path
         self.cache = cache
-        try:
-            with Image.open(path) as img:
-                width, height = img.width, img.height
-        except Exception as exc:
-            raise UnreadableVideo(f"not a readable image: {exc}") from None
+        with _unreadable("not a readable image", path.name), open_image(path, name=path.name) as img:
+            width, height = img.width, img.height
         fw = max(1, round(height * aspect_w_over_h))
         if width % fw:
             raise UnreadableVideo(f"image width {width} is not a multiple of the frame width {fw} "
@@ -133,11 +143,8 @@ class StripSource(VideoSource):
         self.frame_hw = (height, fw)
 
     def _decode(self) -> np.ndarray:
-        try:
-            with Image.open(self.path) as img:
-                return _to_rgb(img)
-        except Exception as exc:
-            raise UnreadableVideo(f"cannot decode image: {exc}") from None
+        with _unreadable("cannot decode image", self.path.name), open_image(self.path, name=self.path.name) as img:
+            return _to_rgb(img)
 
     def read(self, indices: list[int]) -> list[np.ndarray]:
         # A strip is one compressed image: decoded whole (or taken from the cache); only the wanted columns are kept.
@@ -152,23 +159,17 @@ class StripSource(VideoSource):
 class GifSource(VideoSource):
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            with Image.open(path) as img:
-                self.num_frames = int(getattr(img, "n_frames", 1))
-                self.frame_hw = (img.height, img.width)
-        except Exception as exc:
-            raise UnreadableVideo(f"not a readable GIF: {exc}") from None
+        with _unreadable("not a readable GIF", path.name), open_image(path, name=path.name) as img:
+            self.num_frames = int(getattr(img, "n_frames", 1))
+            self.frame_hw = (img.height, img.width)
 
     def read(self, indices: list[int]) -> list[np.ndarray]:
-        try:
-            with Image.open(self.path) as img:
-                out = []
-                for i in indices:
-                    img.seek(i)
-                    out.append(_to_rgb(img))
-                return out
-        except Exception as exc:
-            raise UnreadableVideo(f"cannot decode GIF frame: {exc}") from None
+        out = []
+        with _unreadable("cannot decode GIF frame", self.path.name), open_image(self.path, name=self.path.name) as img:
+            for i in indices:
+                seek_frame(img, i, name=f"{self.path.name} frame {i}")
+                out.append(_to_rgb(img))
+        return out
 
 
 class ContainerSource(VideoSource):

@@ -14,7 +14,8 @@ opened on a gallery of faces animated by the 64x64 full-body model, which return
 about why.
 
 Safety: jobs go through Gradio's queue (bounded size and concurrency), uploads are limited in size
-(``max_file_size``) and re-checked in the handler with the video length and the photo's pixel count, only files
+(``max_file_size``) and re-checked in the handler with the video length and the photo's pixel count, every uploaded
+image (photo, plate, webcam frame) is decoded by fomm's checked reader and never by Gradio, only files
 inside Gradio's upload folder or the bundled examples are opened, each job works in its own temporary folder that is
 removed when it ends (the results are first copied into Gradio's cache, which Gradio cleans with ``delete_cache``),
 webcam frames go back to the browser inline (no file per frame: 45 -> 636 cached files in 90 s before), and every
@@ -24,6 +25,7 @@ user mistake is shown as a one-line message while the server keeps serving.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextvars
 import io
 import logging
@@ -32,6 +34,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import gradio as gr
 import numpy as np
@@ -50,11 +53,13 @@ from fomm.demo.jobs import (
     auto_crop_available,
     check_input_path,
     check_source,
+    decode_limit,
     job_steps,
 )
 from fomm.demo.models import ModelChoice, ModelPool, as_choices, default_choice, shipped_choices
 from fomm.demo.webcam import LiveOptions, WebcamSession, face_crop_available, fastest_device
-from fomm.errors import FommError
+from fomm.errors import FommError, InputError
+from fomm.io.image import read_image
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +92,47 @@ class _SourceImage(gr.Image):
 
 class _WebcamImage(gr.Image):
     """The streaming webcam input: each frame Gradio stored in its upload folder is read and deleted at once, so
-    streaming leaves no file per frame behind."""
+    streaming leaves no file per frame behind.
+
+    The frame is decoded by fomm's checked reader (:func:`fomm.io.image.read_image`), not by Gradio: a "webcam
+    frame" is whatever the browser (or a script calling the endpoint) sends, and Gradio's decoder would open a
+    decompression bomb at any size. Above ``max_pixels`` (from the header, before decoding) or unreadable, the
+    frame is refused with one line, as the handler refuses any other bad frame, and the server keeps serving."""
 
     is_template = True
+    max_pixels: int | None = None  # set by build_app from its DemoLimits (None: fomm's own limit)
 
     def preprocess(self, payload: Any) -> Any:
-        frame = super().preprocess(payload)
+        if payload is None:
+            return None
+        url = getattr(payload, "url", None) or ""
         path = getattr(payload, "path", None)
-        if path:
-            p = Path(path)
-            if Path(get_upload_folder()).resolve() in p.resolve().parents:
-                p.unlink(missing_ok=True)
-        return frame
+        try:
+            if url.startswith("data:"):
+                return read_image(_data_url_bytes(url), min_size=1, max_pixels=self.max_pixels, name="webcam frame")
+            if not path:
+                raise InputError("the webcam frame did not arrive")
+            return read_image(path, min_size=1, max_pixels=self.max_pixels, name="webcam frame")
+        except InputError as err:
+            raise _ui_error(err) from None
+        finally:
+            if path:
+                p = Path(path)
+                if Path(get_upload_folder()).resolve() in p.resolve().parents:
+                    p.unlink(missing_ok=True)
+
+
+def _data_url_bytes(url: str) -> bytes:
+    """The bytes of a ``data:[type][;base64],DATA`` URL (what a browser streams a webcam frame as)."""
+    head, sep, data = url.partition(",")
+    if not sep:
+        raise InputError("the webcam frame is not a data URL")
+    if not head.endswith(";base64"):
+        return unquote_to_bytes(data)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("the webcam frame is not valid base64") from None
 
 
 class _LiveImage(gr.Image):
@@ -416,6 +450,7 @@ def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *
                                            elem_id="live-source", height=256)
                 cam = _WebcamImage(label="Webcam", sources=["webcam"], streaming=True, type="numpy",
                                    elem_id="webcam", height=256)
+                cam.max_pixels = decode_limit(limits)
                 live_out = _LiveImage(label="Animated", type="numpy", elem_id="live-result", height=256,
                                       interactive=False)
             with gr.Row():

@@ -8,7 +8,8 @@ message the UI shows as is.
 Limits that protect the server (measured before they existed: a 6000x6000 photo with auto-crop took 130 s for 25
 frames and wrote a 6000x6000 video, and a 20000x20000 PNG failed with "not an image we can read"):
 
-* a photo's pixel count is read from its header before it is decoded: above ``max_decode_pixels`` (decompression
+* a photo's pixel count is read from its header before it is decoded (:func:`fomm.io.image.read_image`, the reader
+  every fomm command uses): above ``max_decode_pixels``, capped at fomm's own 50 MP limit (decompression
   bomb size) it is refused with its size and what to do; above ``max_source_pixels`` it is decoded and scaled down,
   and the job's summary says so;
 * the output is the model's working size (64 or 256), except with auto-crop, whose paste-back writes the photo's
@@ -40,14 +41,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from fomm.animate import AnimationOptions, FrameOutputs, StageContext, animate_video
 from fomm.compositing.camera import MOVES
 from fomm.compositing.stereo import STEREO_FORMATS, packed_size
 from fomm.errors import InputError, OutputError
 from fomm.io.atomic import atomic_file
-from fomm.io.image import IMAGE_EXTENSIONS, read_image, resize_uint8, write_image
+from fomm.io.image import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, ImageTooLarge, read_image, resize_uint8, write_image
 from fomm.io.reading import VideoInfo, iter_frames, probe_video
 from fomm.io.writing import VideoWriter
 
@@ -72,7 +72,7 @@ class DemoLimits:
     webcam_time_limit_s: int = 120
     webcam_streams: int = 4  # browsers streaming their webcam at once (each has its own animator)
     max_source_pixels: int = 2048 * 2048  # larger photos are scaled down to this (with a note)
-    max_decode_pixels: int = 64 * 2 ** 20  # larger photos are refused before they are decoded
+    max_decode_pixels: int = 64 * 2 ** 20  # larger photos are refused from their header (never above fomm's 50 MP)
     max_output_pixels: int = 1024 * 1024  # the auto-crop paste-back's photo-sized output is capped to this
 
     def __post_init__(self) -> None:
@@ -264,19 +264,17 @@ def _check_size(p: Path, limits: DemoLimits, what: str) -> None:
         raise InputError(f"the {what} is {size / 2**20:.1f} MB; the limit is {limits.max_upload_mb:g} MB")
 
 
-def _header_pixels(path: Path) -> tuple[int, str] | None:
-    """``(pixels, "WxH pixels")`` from the image header without decoding the pixels; ``None`` when Pillow cannot
-    tell (:func:`read_image` then says what is wrong with the file)."""
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            return w * h, f"{w}x{h} pixels ({w * h / 1e6:.0f} MP)"
-    except Image.DecompressionBombError as err:  # Pillow refuses > 2x its own limit already at open
-        m = re.search(r"\((\d+) pixels\)", str(err))
-        pixels = int(m.group(1)) if m else Image.MAX_IMAGE_PIXELS * 2
-        return pixels, f"{pixels / 1e6:.0f} MP"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
+def decode_limit(limits: DemoLimits) -> int:
+    """The most pixels the demo decodes from one upload (photo, plate, webcam frame): ``limits.max_decode_pixels``,
+    and never more than fomm's own limit (:data:`fomm.io.image.MAX_IMAGE_PIXELS`)."""
+    return min(int(limits.max_decode_pixels), MAX_IMAGE_PIXELS)
+
+
+def _pixels_text(err: ImageTooLarge) -> str:
+    if err.size:
+        w, h = err.size
+        return f"{w}x{h} pixels ({w * h / 1e6:.0f} MP)"
+    return f"{err.pixels / 1e6:.0f} MP"
 
 
 def check_source(path: Path, limits: DemoLimits, notes: list[str] | None = None, what: str = "source") -> np.ndarray:
@@ -291,13 +289,12 @@ def check_source(path: Path, limits: DemoLimits, notes: list[str] | None = None,
         raise InputError(f"the {what} must be an image ({', '.join(IMAGE_EXTENSIONS)}), "
                          f"not '{path.suffix or path.name}'")
     _check_size(path, limits, image)
-    header = _header_pixels(path)
-    if header is not None and header[0] > limits.max_decode_pixels:
-        raise InputError(f"the {photo_name} is {header[1]}, too large to open safely; "
-                         f"photos up to {limits.max_decode_pixels / 1e6:.0f} MP are accepted: scale it down first")
     try:
-        photo = read_image(path)
-    except InputError as err:  # empty, corrupt, too small, or read_image's own size limit
+        photo = read_image(path, max_pixels=decode_limit(limits))
+    except ImageTooLarge as err:  # from the header, before a pixel is decoded
+        raise InputError(f"the {photo_name} is {_pixels_text(err)}, too large to open safely; photos up to "
+                         f"{err.limit / 1e6:.0f} MP are accepted: scale it down first") from None
+    except InputError as err:  # empty, not an image, corrupt or too small
         raise InputError(f"{image}: {_strip_path(err, path)}") from None
     h, w = photo.shape[:2]
     if h * w > limits.max_source_pixels:

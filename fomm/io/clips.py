@@ -8,6 +8,9 @@ long 256x256 clips at a quarter of the float32 memory. A dataset entry is one of
   rotation tag or non-square pixels give the frames a viewer sees;
 * a frame-strip image (Shapes, Actions): ``N`` square frames side by side in one picture;
 * a folder of frame images, in name order (what :func:`write_frame_folder` writes for generated clips).
+
+Images are opened through :func:`fomm.io.image.open_image`: one above fomm's pixel limit is refused from its header
+before it is decoded, with the same one-line errors as everywhere else.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from PIL import Image
 
 from fomm.errors import InputError, OutputError
 from fomm.io.atomic import atomic_dir
+from fomm.io.image import open_image
 from fomm.io.reading import iter_frames
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -78,7 +82,7 @@ def _read_folder(path: Path) -> np.ndarray:
         raise InputError(f"frame folder {path} holds no images")
     frames = []
     for f in files:
-        with Image.open(f) as img:
+        with open_image(f) as img:
             frames.append(_to_rgb_uint8(img))
     shapes = {f.shape for f in frames}
     if len(shapes) != 1:
@@ -105,8 +109,9 @@ def read_clip(path: str | Path) -> np.ndarray:
         ext = path.suffix.lower()
         if ext in IMAGE_EXTS:
             # PIL sniffs the content, so Actions' PNG-data-in-.jpg files read correctly.
-            with Image.open(path) as img:
-                return split_strip(_to_rgb_uint8(img), path)
+            with open_image(path) as img:
+                strip = _to_rgb_uint8(img)
+            return split_strip(strip, path)
         if ext in VIDEO_EXTS | GIF_EXTS:
             frames = list(iter_frames(path))
             if not frames:

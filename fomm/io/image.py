@@ -11,14 +11,25 @@ array), so a huge file can take the machine down long before the models shrink i
 reads the size from the header first and refuses anything above :data:`MAX_IMAGE_PIXELS` before decoding a pixel,
 with a message that says so (Pillow's own decompression-bomb guard would print a raw warning at 89 MP and refuse at
 179 MP with a message about DOS attacks).
+
+One door: every decode of image data a user or a peer hands fomm (a photo, a dataset frame or strip, a depth PNG, a
+JPEG frame off the network, a webcam frame in the demo) goes through :func:`open_image` (or :func:`read_image`,
+built on it), which takes a path, bytes or a binary file object. So the pixel limit, and the one-line errors for
+files that are missing, empty, not images, corrupt or truncated, are the same wherever the data comes from. Readers
+of other formats (NPY, EXR depth) check their header's size with :func:`check_pixels`, and multi-frame readers step
+with :func:`seek_frame` (a GIF frame may grow the canvas).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -68,13 +79,43 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.array(rgb, dtype=np.uint8)
 
 
+#: What :func:`open_image` and :func:`read_image` take: a path, the encoded bytes, or a binary file object.
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+
 def _megapixels(n: int) -> str:
-    return f"{n / 1e6:.3g} MP"
+    mp = n / 1e6
+    return f"{mp:,.0f} MP" if mp >= 1000 else f"{mp:.3g} MP"  # 4,225 MP, not 4.22e+03 MP
 
 
-def _too_large(p: Path, size: tuple[int, int] | None, pixels: int | None, limit: int) -> InputError:
-    what = f"{size[0]}x{size[1]} = {_megapixels(size[0] * size[1])}" if size else _megapixels(pixels or 0)
-    return InputError(f"{p}: image is {what}, above fomm's limit of {_megapixels(limit)}; downscale it first")
+class ImageTooLarge(InputError):
+    """An image above the pixel limit, refused from its header before anything was decoded.
+
+    ``size`` is ``(w, h)`` when the header was read (``None`` when only Pillow's own count is known), ``pixels`` the
+    pixel count, ``limit`` the limit it broke; ``str()`` is the complete one-line message."""
+
+    def __init__(self, name: str, size: tuple[int, int] | None, pixels: int, limit: int) -> None:
+        self.name, self.size, self.pixels, self.limit = name, size, int(pixels), int(limit)
+        super().__init__(f"{name}: image is {self.dimensions}, above fomm's limit of {_megapixels(limit)}; "
+                         f"downscale it first")
+
+    @property
+    def dimensions(self) -> str:
+        """``"WxH = N MP"``, or ``"N MP"`` when the header could not be read."""
+        return f"{self.size[0]}x{self.size[1]} = {_megapixels(self.pixels)}" if self.size else _megapixels(self.pixels)
+
+
+def _limit(max_pixels: int | None) -> int:
+    return MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+
+
+def check_pixels(name: str, width: int, height: int, max_pixels: int | None = None) -> None:
+    """Raise :class:`ImageTooLarge` when ``width x height`` is above ``max_pixels`` (default
+    :data:`MAX_IMAGE_PIXELS`): the check for readers of formats Pillow does not open (NPY, EXR), so they refuse with
+    the same limit and words."""
+    limit = _limit(max_pixels)
+    if int(width) * int(height) > limit:
+        raise ImageTooLarge(name, (int(width), int(height)), int(width) * int(height), limit)
 
 
 def _bomb_pixels(err: Exception) -> int | None:
@@ -83,72 +124,140 @@ def _bomb_pixels(err: Exception) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _header_size(p: Path) -> tuple[int, int] | None:
+def _header_size(fp: BinaryIO, filename: str) -> tuple[int, int] | None:
     """``(w, h)`` from the header, through the format plugins as ``Image.open`` tries them but without its bomb
     check (which refuses above 179 MP before the size is known); ``None`` when no plugin reads it."""
     Image.init()
-    with open(p, "rb") as fp:
-        prefix = fp.read(16)
-        for fmt in Image.ID:
-            factory, accept = Image.OPEN[fmt]
-            if accept is not None and not accept(prefix):
-                continue
-            fp.seek(0)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return tuple(factory(fp, os.fspath(p)).size)
-            except Exception:  # a plugin that does not recognise the file, as Image.open skips it
-                continue
+    fp.seek(0)
+    prefix = fp.read(16)
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        if accept is not None and not accept(prefix):
+            continue
+        fp.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return tuple(factory(fp, filename).size)
+        except Exception:  # a plugin that does not recognise the file, as Image.open skips it
+            continue
     return None
 
 
-def read_image(path: str | os.PathLike, min_size: int = DEFAULT_MIN_SIZE, *,
-               max_pixels: int | None = None) -> np.ndarray:
-    """Load an image file as RGB.
+def _bomb_size(source: os.PathLike | BinaryIO) -> tuple[int, int] | None:
+    if isinstance(source, os.PathLike):
+        with open(source, "rb") as fp:
+            return _header_size(fp, os.fspath(source))
+    try:
+        return _header_size(source, "")
+    except (OSError, ValueError):  # an unseekable stream: Pillow's count is all we have
+        return None
+
+
+def _name_of(source: ImageSource, name: str | None) -> str:
+    """What messages call ``source``: ``name``, else the path, else ``"image"`` (bytes and streams)."""
+    if name:
+        return name
+    return str(Path(source)) if isinstance(source, (str, os.PathLike)) else "image"
+
+
+def _opened(source: ImageSource, name: str) -> os.PathLike | BinaryIO:
+    """What ``Image.open`` takes; InputError for a missing, folder or empty source."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise InputError(f"{name}: image is empty (0 bytes)")
+        return io.BytesIO(bytes(source))
+    if hasattr(source, "read"):
+        return source
+    p = Path(source)
+    if not p.exists():
+        raise InputError(f"{name}: image file not found")
+    if p.is_dir():
+        raise InputError(f"{name}: is a folder, expected an image file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{name}: image file is empty (0 bytes)")
+    return p
+
+
+@contextmanager
+def open_image(source: ImageSource, *, name: str | None = None, max_pixels: int | None = None,
+               hint: str = "") -> Iterator[Image.Image]:
+    """Open an image for decoding, with fomm's checks: the one way fomm decodes image data it was given.
+
+    The image's size is read from its header and refused above ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`)
+    before a pixel is decoded. The ``with`` body decodes (``load``, ``convert``, ``np.asarray``, ``seek`` through
+    :func:`seek_frame`); Pillow's errors raised there become the same one-line :class:`InputError`. PIL's global
+    ``Image.MAX_IMAGE_PIXELS`` is left alone.
 
     Args:
-        path: any format Pillow reads; the format is detected from the content, not the extension.
+        source: a path, the encoded bytes, or a binary file object (read from its start, as Pillow does).
+        name: what messages call it (default: the path, or ``"image"`` for bytes and streams).
+        max_pixels: largest width x height accepted.
+        hint: appended to the "not an image" message (e.g. which formats the caller wants).
+    Raises:
+        InputError: missing, a folder, empty, not an image, corrupt or truncated; :class:`ImageTooLarge` above
+            ``max_pixels``.
+    """
+    limit = _limit(max_pixels)
+    name = _name_of(source, name)
+    src = _opened(source, name)
+    try:
+        with warnings.catch_warnings():
+            # Our own limit decides (below); Pillow's bomb warning is not for the user's eyes.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(src)  # lazy: reads the header only
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image or an unsupported image format{hint}") from None
+    except Image.DecompressionBombError as err:
+        # Pillow refuses above twice its own limit (179 MP) before we see the size.
+        size = _bomb_size(src)
+        pixels = size[0] * size[1] if size else _bomb_pixels(err) or 0
+        raise ImageTooLarge(name, size, pixels, limit) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise InputError(f"{name}: image is corrupt or truncated ({err})") from None
+    with img:
+        check_pixels(name, *img.size, max_pixels=limit)
+        try:
+            yield img
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise InputError(f"{name}: image is corrupt or truncated ({err})") from None
+
+
+def seek_frame(img: Image.Image, frame: int, *, name: str, max_pixels: int | None = None) -> None:
+    """Go to ``frame`` of a multi-frame image from :func:`open_image`, one frame at a time, checking the size at
+    each: a GIF frame may grow the canvas, and Pillow decodes each frame it passes on the way at its new size."""
+    if frame < img.tell():
+        img.seek(0)
+    while img.tell() < frame:
+        img.seek(img.tell() + 1)
+        check_pixels(name, *img.size, max_pixels=max_pixels)
+
+
+def read_image(source: ImageSource, min_size: int = DEFAULT_MIN_SIZE, *, max_pixels: int | None = None,
+               name: str | None = None) -> np.ndarray:
+    """Load an image as RGB (from a path, the encoded bytes or a binary file object; see :func:`open_image`).
+
+    Args:
+        source: any format Pillow reads; the format is detected from the content, not the extension.
         min_size: minimum length in pixels of the shorter side; smaller images are rejected.
         max_pixels: largest width x height accepted (default :data:`MAX_IMAGE_PIXELS`), checked from the header
             before anything is decoded.
+        name: what messages call the image (default: the path, or ``"image"``).
     Returns:
         ``uint8`` array ``[H, W, 3]``, RGB, EXIF orientation applied. Grayscale is replicated to 3 channels,
         alpha (RGBA, LA, palette transparency) is composited over white, CMYK converted to RGB, 16-bit
         data scaled to 8 bit. Multi-frame files (GIF, TIFF) give their first frame.
     Raises:
         InputError: missing, empty, not an image, corrupt/truncated, smaller than ``min_size`` or larger than
-            ``max_pixels``.
+            ``max_pixels`` (:class:`ImageTooLarge`).
     """
-    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: image file not found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, expected an image file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: image file is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            # Our own limit decides (below); Pillow's bomb warning is not for the user's eyes.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as img:  # lazy: reads the header only
-                w, h = img.size
-                if w * h > limit:
-                    raise _too_large(p, (w, h), None, limit)
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                arr = _to_rgb(img)
-    except UnidentifiedImageError:
-        raise InputError(f"{p}: not an image or an unsupported image format") from None
-    except Image.DecompressionBombError as err:
-        # Pillow refuses above twice its own limit (179 MP) before we see the size.
-        raise _too_large(p, _header_size(p), _bomb_pixels(err), limit) from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise InputError(f"{p}: image is corrupt or truncated ({err})") from None
+    name = _name_of(source, name)
+    with open_image(source, name=name, max_pixels=max_pixels) as img:
+        img.load()
+        arr = _to_rgb(ImageOps.exif_transpose(img))
     h, w = arr.shape[:2]
     if min(h, w) < min_size:
-        raise InputError(f"{p}: image is {w}x{h} pixels; the shorter side must be at least {min_size} pixels")
+        raise InputError(f"{name}: image is {w}x{h} pixels; the shorter side must be at least {min_size} pixels")
     return arr
 
 

@@ -9,7 +9,10 @@ Protocol (TCP, one message each way per frame, ``TCP_NODELAY``): every message i
 (its motion and smoothing options; the worker answers with the model's size), sends ``source`` (the photo as PNG),
 then one ``frame`` per camera frame (the JPEG crop, its index, capture time, smoothing on/off, calibrate) and gets
 one ``result`` (the JPEG frame and the worker's model time). Sizes are range-checked before anything is allocated
-(header <= 64 KiB, payload <= 64 MiB). The worker serves one client at a time and binds 127.0.0.1 unless told
+(header <= 64 KiB, payload <= 64 MiB), and every image in a payload goes through fomm's checked reader
+(:func:`fomm.io.image.read_image`: 50 MP at most, read from the header before decoding), so a decompression bomb
+costs the worker nothing: an image it refuses gets an ``error`` reply saying why, that connection ends, and the worker
+waits for the next client. The worker serves one client at a time and binds 127.0.0.1 unless told
 otherwise; there is no authentication, so expose it only on a trusted network (or through an SSH tunnel).
 
 Reconnects: when the connection breaks (the worker restarted, Wi-Fi dropped) the client's :meth:`RemoteEngine.animate`
@@ -36,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from fomm.errors import FommError, InputError
-from fomm.io.image import resize_uint8
+from fomm.io.image import read_image, resize_uint8
 from fomm.live.crop import CameraCrop
 from fomm.live.engine import LiveEngine, LiveOptions, LiveResult, Prepared, SourcePhoto, as_sources
 from fomm.live.outputs import check_port, encode_jpeg
@@ -83,13 +86,18 @@ def recv_message(sock: socket.socket) -> tuple[dict, bytes]:
     return header, _recv_exact(sock, payload_len)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """JPEG/PNG bytes -> uint8 ``[H, W, 3]`` RGB (``ProtocolError`` when they are not an image)."""
+class BadImage(ProtocolError):
+    """The peer sent image data fomm refuses (not an image, truncated, or above the pixel limit)."""
+
+
+def decode_image(data: bytes, what: str = "image") -> np.ndarray:
+    """JPEG/PNG bytes -> uint8 ``[H, W, 3]`` RGB through fomm's checked reader (:func:`fomm.io.image.read_image`:
+    the pixel limit is read from the header before anything is decoded, so a peer's decompression bomb costs
+    nothing). :class:`BadImage` (a ``ProtocolError``) when the bytes are refused; ``what`` names them."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.array(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ProtocolError(f"not an image ({err})") from None
+        return read_image(data, min_size=1, name=what)
+    except InputError as err:
+        raise BadImage(str(err)) from None
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -169,6 +177,11 @@ class LiveWorker:
             self._conn = conn
             try:
                 self._serve(conn)
+            except BadImage as err:  # refused before decoding: say why, drop this client, keep serving
+                try:
+                    send_message(conn, {"type": "error", "message": str(err)})
+                except OSError:
+                    pass
             except (ConnectionError, OSError):
                 pass  # the client left or broke the protocol; wait for the next one
             finally:
@@ -190,14 +203,14 @@ class LiveWorker:
                 send_message(conn, {"type": "hello", "version": VERSION,
                                     "image_size": list(self.model.image_size)})
             elif kind == "source":
-                photo = SourcePhoto(str(header.get("name", "photo")), decode_image(payload))
+                photo = SourcePhoto(str(header.get("name", "photo")), decode_image(payload, "source photo"))
                 if engine is None:
                     engine = LiveEngine.for_model(self.model, [photo], opts)
                 else:
                     engine.set_sources([photo])
                 send_message(conn, {"type": "ok"})
             elif kind == "reference" and engine is not None:
-                engine.set_reference(decode_image(payload))
+                engine.set_reference(decode_image(payload, "reference frame"))
                 send_message(conn, {"type": "ok"})
             elif kind == "frame" and engine is not None:
                 send_message(conn, *self._frame(engine, header, payload))
@@ -206,7 +219,7 @@ class LiveWorker:
                 return
 
     def _frame(self, engine: LiveEngine, header: dict, payload: bytes) -> tuple[dict, bytes]:
-        image = decode_image(payload)
+        image = decode_image(payload, "frame")
         if image.shape[:2] != tuple(engine.image_size):
             image = resize_uint8(image, engine.image_size)
         engine.smoothing = bool(header.get("smooth", True)) and engine.can_smooth
@@ -371,14 +384,14 @@ class RemoteEngine:
                   "calibrate": calibrate}
         try:
             reply, data = self._request(header, encode_jpeg(prepared.driving))
+            end = time.perf_counter()
+            frame = decode_image(data, "the worker's frame")  # checked like anything off the network
         except (OSError, ConnectionError):
             self._disconnect()
             self.failed_frames += 1
             return None
         if calibrate:
             self._reference, self._calibrate = prepared.driving, False
-        end = time.perf_counter()
-        frame = decode_image(data)
         result.frame = resize_uint8(frame, self.output_size)
         result.smoothed = bool(reply.get("smoothed", self.smoothing))
         worker = float(reply.get("model_s", 0.0))

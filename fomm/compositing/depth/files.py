@@ -28,6 +28,7 @@ import numpy as np
 from fomm.compositing.depth.base import CONVENTION, FAR, NEAR, check_depth
 from fomm.errors import InputError, OutputError
 from fomm.io.atomic import atomic_dir, atomic_file
+from fomm.io.image import check_pixels
 from fomm.io.writing import SinkBase
 
 #: Depth file formats by extension.
@@ -139,17 +140,12 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _read_png(p: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from fomm.io.image import open_image
 
-    try:
-        with Image.open(p) as img:
-            img.load()
-            mode = img.mode
-            arr = np.asarray(img)
-    except UnidentifiedImageError:
-        raise InputError(f"{p}: not an image; a depth file is a grey 8/16-bit PNG, an EXR or an NPY") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise InputError(f"{p}: depth image is corrupt or truncated ({err})") from None
+    with open_image(p, hint="; a depth file is a grey 8/16-bit PNG, an EXR or an NPY") as img:
+        img.load()
+        mode = img.mode
+        arr = np.asarray(img)
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         if arr.min() < 0 or arr.max() > 65535:
             raise InputError(f"{p}: 32-bit integer image with values outside 0..65535; save depth as 16-bit grey")
@@ -173,9 +169,14 @@ def _read_exr(p: Path) -> np.ndarray:
         if fh.read(4) != _EXR_MAGIC:
             raise InputError(f"{p}: not an EXR file (wrong magic number)")
     try:
+        # The header first: its data windows say how much the pixels take, checked before they are read.
+        with exr.File(str(p), separate_channels=True, header_only=True) as f:
+            windows = [part.header["dataWindow"] for part in f.parts]
+        for lo, hi in windows:
+            check_pixels(str(p), int(hi[0]) - int(lo[0]) + 1, int(hi[1]) - int(lo[1]) + 1)
         with exr.File(str(p), separate_channels=True) as f:
             channels = {name: np.array(ch.pixels) for name, ch in f.channels().items()}
-    except (RuntimeError, ValueError, OSError) as err:
+    except (RuntimeError, ValueError, OSError, KeyError, TypeError, IndexError) as err:
         raise InputError(f"{p}: EXR is corrupt or unsupported ({err})") from None
     names = [n for n in _EXR_CHANNELS if n in channels]
     if not names and len(channels) == 1:
@@ -189,10 +190,32 @@ def _read_exr(p: Path) -> np.ndarray:
     return check_depth(arr.astype(np.float32), f"{p} (channel {names[0]})")
 
 
+def _npy_shape(p: Path) -> tuple[int, ...] | None:
+    """The array shape an NPY header declares (read before the data), or ``None`` when it is not an NPY header
+    (``np.load`` then says what it is)."""
+    from numpy.lib import format as npy
+
+    with open(p, "rb") as fh:
+        try:
+            version = npy.read_magic(fh)
+            if version == (1, 0):
+                shape, _, _ = npy.read_array_header_1_0(fh)
+            else:
+                shape, _, _ = npy.read_array_header_2_0(fh)
+        except (ValueError, OSError, EOFError):
+            return None
+    return tuple(shape)
+
+
 def _read_npy(p: Path) -> np.ndarray:
+    shape = _npy_shape(p)
+    if shape:
+        # A header can declare any shape, and np.load allocates it before reading the data: a 2-D map is held to the
+        # image pixel limit (any other shape by its element count; check_depth refuses it after).
+        check_pixels(str(p), int(np.prod(shape[1:], dtype=np.int64)), int(shape[0]))
     try:
         arr = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, MemoryError) as err:
         raise InputError(f"{p}: not a readable NPY array ({err})") from None
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{p}: holds several arrays; save one [H, W] depth array per .npy file")
