@@ -113,17 +113,23 @@ def check_number(value: Any, kind: str, key: str, where: str, bounds: Bounds | N
     accepted = bounds.describe(kind) if bounds is not None else _SCALAR_CHECKS[kind][1]
     if not ok:
         extra = f" (accepted: {accepted})" if bounds is not None else ""
-        raise ConfigError(f"{where}: {key} must be {_SCALAR_CHECKS[kind][1]}, got {value!r}{extra}")
+        raise ConfigError(f"{_at(where, key)} must be {_SCALAR_CHECKS[kind][1]}, got {value!r}{extra}")
     if bounds is not None and not bounds.contains(value):
-        raise ConfigError(f"{where}: {key} must be {accepted}, got {value!r}")
+        raise ConfigError(f"{_at(where, key)} must be {accepted}, got {value!r}")
     return value
 
 
-def check_fields(cls: type, values: dict[str, Any], where: str) -> None:
-    """Type- and range-check the scalar fields of dataclass ``cls`` present in ``values`` (the YAML mapping), by the
-    field's annotation (``int``, ``float``, ``bool``, optionally ``| None``) and :data:`PARAM_RANGES`. Fields of
-    other types (lists, nested sections, ``str | float`` unions) are left to their own checks, except that a
-    number given for a numeric union (Monkey-Net's ``kp_variance: 0.01``) is range-checked too."""
+def _at(where: str, key: str) -> str:
+    """``"where: key"``, or the bare key path when there is no ``where`` (a config given as a dict)."""
+    return f"{where}: {key}" if where else key
+
+
+def check_fields(cls: type, values: dict[str, Any], path: str, where: str = "") -> None:
+    """Type- and range-check the scalar fields of dataclass ``cls`` present in ``values`` (the YAML mapping at key
+    path ``path``, e.g. ``model_params.kp_detector_params``), by the field's annotation (``int``, ``float``,
+    ``bool``, optionally ``| None``) and :data:`PARAM_RANGES`; errors name ``where`` (the file) and the full key
+    path. Fields of other types (lists, nested sections, ``str | float`` unions) are left to their own checks,
+    except that a number given for a numeric union (Monkey-Net's ``kp_variance: 0.01``) is range-checked too."""
     for f in dataclasses.fields(cls):
         if f.name not in values:
             continue
@@ -138,7 +144,7 @@ def check_fields(cls: type, values: dict[str, Any], where: str) -> None:
             if bounds is None or not _SCALAR_CHECKS["float"][0](value):
                 continue
             kind = "float"
-        check_number(value, kind, f.name, where, bounds)
+        check_number(value, kind, f"{path}.{f.name}" if path else f.name, where, bounds)
 
 
 def check_shape(value: Any, key: str, where: str) -> tuple[int, int, int]:
@@ -146,17 +152,17 @@ def check_shape(value: Any, key: str, where: str) -> tuple[int, int, int]:
     ValueError from ``int()``; ``[0, 0, 3]`` deep inside a conv layer."""
     if not (isinstance(value, (list, tuple)) and len(value) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        raise ConfigError(f"{where}: {key} must be [H, W, C] (three integers, e.g. [256, 256, 3]), got {value!r}")
+        raise ConfigError(f"{_at(where, key)} must be [H, W, C] (three integers, e.g. [256, 256, 3]), got {value!r}")
     h, w, c = value
     if not (16 <= h <= 8192 and 16 <= w <= 8192 and 1 <= c <= 4):
-        raise ConfigError(f"{where}: {key} must be [H, W, C] with H and W from 16 to 8192 and C from 1 to 4, "
+        raise ConfigError(f"{_at(where, key)} must be [H, W, C] with H and W from 16 to 8192 and C from 1 to 4, "
                           f"got {list(value)}")
     return (h, w, c)
 
 
 def _check_number_list(value: Any, key: str, where: str, kind: str, bounds: Bounds) -> None:
     if not isinstance(value, list):
-        raise ConfigError(f"{where}: {key} must be a list of numbers ({bounds.describe(kind)} each), got {value!r}")
+        raise ConfigError(f"{_at(where, key)} must be a list of numbers ({bounds.describe(kind)} each), got {value!r}")
     for i, v in enumerate(value):
         check_number(v, kind, f"{key}[{i}]", where, bounds)
 
@@ -188,42 +194,85 @@ def check_train_params(tp: Any, where: str) -> None:
         return
     if not isinstance(tp, dict):
         raise ConfigError(f"{where}: train_params must be a mapping, got {type(tp).__name__}")
-    at = f"{where}: train_params"
+    at = "train_params."
     for key, (kind, bounds) in TRAIN_SCALARS.items():
         if key in tp:
-            tp[key] = check_number(tp[key], kind, key, at, bounds, numeric_strings=True)
+            tp[key] = check_number(tp[key], kind, at + key, where, bounds, numeric_strings=True)
     for key in tp:
         if key == "lr" or key.startswith("lr_"):
             # A learning rate above 10 only ever diverges; 0 trains nothing and hides it.
-            tp[key] = check_number(tp[key], "float", key, at, Bounds(0, 10, low_open=True), numeric_strings=True)
+            tp[key] = check_number(tp[key], "float", at + key, where, Bounds(0, 10, low_open=True),
+                                   numeric_strings=True)
     if tp.get("epoch_milestones") is not None:
-        _check_number_list(tp["epoch_milestones"], "epoch_milestones", at, "int", NON_NEGATIVE)
+        _check_number_list(tp["epoch_milestones"], at + "epoch_milestones", where, "int", NON_NEGATIVE)
     if tp.get("scales") is not None:
-        _check_number_list(tp["scales"], "scales", at, "float", Bounds(0, 1, low_open=True))
+        _check_number_list(tp["scales"], at + "scales", where, "float", Bounds(0, 1, low_open=True))
     weights = tp.get("loss_weights")
     if weights is not None:
         if not isinstance(weights, dict):
-            raise ConfigError(f"{at}: loss_weights must be a mapping of loss name to weight, got {weights!r}")
+            raise ConfigError(f"{_at(where, at + 'loss_weights')} must be a mapping of loss name to weight, "
+                              f"got {weights!r}")
         for name, w in weights.items():
+            key = f"{at}loss_weights.{name}"
             if isinstance(w, list):
-                _check_number_list(w, f"loss_weights.{name}", at, "float", NON_NEGATIVE)
+                _check_number_list(w, key, where, "float", NON_NEGATIVE)
             else:
-                check_number(w, "float", f"loss_weights.{name}", at, NON_NEGATIVE)
+                check_number(w, "float", key, where, NON_NEGATIVE)
     transform = tp.get("transform_params")
     if transform is not None:
         if not isinstance(transform, dict):
-            raise ConfigError(f"{at}: transform_params must be a mapping, got {transform!r}")
+            raise ConfigError(f"{_at(where, at + 'transform_params')} must be a mapping, got {transform!r}")
         for key, (kind, bounds) in TRANSFORM_SCALARS.items():
             if key in transform:
-                check_number(transform[key], kind, f"transform_params.{key}", at, bounds)
+                check_number(transform[key], kind, f"{at}transform_params.{key}", where, bounds)
+
+
+#: Sections of the authors' configs that drive their reconstruction, animation and visualisation scripts
+#: (Monkey-Net calls the animation one ``transfer_params``). fomm drives those with flags, but keeps the sections
+#: (every training run, checkpoint and ONNX export saves them), so their values are checked like any other: a
+#: config fomm accepted must not hand ``num_videos: -1`` to the next tool that reads it. The counts may be null
+#: (the authors' Monkey-Net configs say ``num_videos: null``: every test video).
+RUN_SECTION_KEYS: dict[str, dict[str, tuple[str, Bounds | None]]] = {
+    "reconstruction_params": {"num_videos": ("int", AT_LEAST_ONE), "format": ("extension", None)},
+    "animate_params": {"num_pairs": ("int", AT_LEAST_ONE), "format": ("extension", None)},
+    "transfer_params": {"num_pairs": ("int", AT_LEAST_ONE), "format": ("extension", None)},
+    "visualizer_params": {"kp_size": ("int", Bounds(1, 64)), "draw_border": ("bool", None),
+                          "colormap": ("name", None)},
+}
+
+
+def check_run_sections(data: dict[str, Any], where: str) -> None:
+    """Type- and range-check the known keys of the :data:`RUN_SECTION_KEYS` sections of a whole config ``data``
+    (absent sections and other keys are left alone)."""
+    for section, keys in RUN_SECTION_KEYS.items():
+        values = data.get(section)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{_at(where, section)} must be a mapping, got {type(values).__name__}")
+        for key, (kind, bounds) in keys.items():
+            if key not in values:
+                continue
+            value, path = values[key], f"{section}.{key}"
+            if value is None and kind == "int":
+                continue
+            if kind == "extension":
+                if not (isinstance(value, str) and len(value) > 1 and value.startswith(".")
+                        and value[1:].isalnum()):
+                    raise ConfigError(f"{_at(where, path)} must be a file extension such as .mp4, got {value!r}")
+            elif kind == "name":
+                if not (isinstance(value, str) and value.strip()):
+                    raise ConfigError(f"{_at(where, path)} must be a colormap name such as gist_rainbow, "
+                                      f"got {value!r}")
+            else:
+                check_number(value, kind, path, where, bounds)
 
 
 def _build(cls: type, data: dict[str, Any] | None, where: str):
     known, extra = _split_known(cls, data, where)
-    check_fields(cls, known, f"config section '{where}'")
+    check_fields(cls, known, where)
     if cls is DiscriminatorParams and known.get("scales") is not None:
-        _check_number_list(known["scales"], "scales", f"config section '{where}'", "float",
-                           Bounds(0, 1, low_open=True))
+        _check_number_list(known["scales"], f"{where}.scales", "", "float", Bounds(0, 1, low_open=True))
     try:
         obj = cls(**known)
     except TypeError as exc:  # a required key is missing
@@ -352,16 +401,19 @@ class FommConfig:
             raise ConfigError(f"{source or name}: 'model_params' must be a mapping")
         gen_raw = dict(mp.get("generator_params") or {})
         dm_raw = gen_raw.pop("dense_motion_params", None)
-        gen = _build(GeneratorParams, gen_raw, "generator_params")
-        gen.dense_motion_params = None if dm_raw is None else _build(DenseMotionParams, dm_raw, "dense_motion_params")
+        gen = _build(GeneratorParams, gen_raw, "model_params.generator_params")
+        gen.dense_motion_params = None if dm_raw is None else _build(
+            DenseMotionParams, dm_raw, "model_params.generator_params.dense_motion_params")
         if gen.blend_deformed and gen.dense_motion_params is None:
             raise ConfigError(f"{source or name}: generator_params.blend_deformed needs dense_motion_params (it blends "
                               "with the source warped by the dense motion); add them or set blend_deformed: false")
         model = ModelParams(
-            common_params=_build(CommonParams, mp.get("common_params"), "common_params"),
-            kp_detector_params=_build(KPDetectorParams, mp.get("kp_detector_params"), "kp_detector_params"),
+            common_params=_build(CommonParams, mp.get("common_params"), "model_params.common_params"),
+            kp_detector_params=_build(KPDetectorParams, mp.get("kp_detector_params"),
+                                      "model_params.kp_detector_params"),
             generator_params=gen,
-            discriminator_params=_build(DiscriminatorParams, mp.get("discriminator_params"), "discriminator_params"),
+            discriminator_params=_build(DiscriminatorParams, mp.get("discriminator_params"),
+                                        "model_params.discriminator_params"),
         )
         sections = {}
         for key in ("dataset_params", "train_params", "reconstruction_params", "animate_params", "visualizer_params"):
@@ -373,6 +425,11 @@ class FommConfig:
         if "frame_shape" in sections["dataset_params"]:
             check_shape(sections["dataset_params"]["frame_shape"], "dataset_params.frame_shape", source or name)
         check_train_params(sections["train_params"], source or name)
+        check_run_sections(sections, source or name)
+        norm = sections["animate_params"].get("normalization_params")
+        if norm is not None:
+            known, _ = _split_known(NormalizationParams, norm, "animate_params.normalization_params")
+            check_fields(NormalizationParams, known, "animate_params.normalization_params", source or name)
         cfg = cls(model_params=model, name=name, source=source, extra=extra, **sections)
         h, w, c = cfg.frame_shape
         if c != model.common_params.num_channels:

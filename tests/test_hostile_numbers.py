@@ -285,6 +285,11 @@ MONKEYNET_CASES = [
     (("dataset_params", "image_shape", "abc"), "image_shape"),
     (("train_params", "num_epochs", "many"), "num_epochs"),
     (("train_params", "lr", 0), "lr must be a number > 0"),
+    (("model_params", "generator_params", "dense_motion_params", "mask_embedding_params", "norm_const", 0),
+     "model_params.generator_params.dense_motion_params.mask_embedding_params.norm_const must be a number > 0"),
+    (("transfer_params", "num_pairs", 0), "transfer_params.num_pairs must be an integer >= 1"),
+    (("reconstruction_params", "format", "gif"), "reconstruction_params.format must be a file extension"),
+    (("visualizer_params", "kp_size", -2), "visualizer_params.kp_size must be an integer from 1 to 64"),
 ]
 
 
@@ -301,6 +306,8 @@ X2FACE_CASES = [
     (("dataset_params", "frame_shape", "abc"), "frame_shape"),
     (("train_params", "batch_size", 0), "batch_size"),
     (("train_params", "loss_weights", "photometric", -1), "loss_weights.photometric"),
+    (("visualizer_params", "draw_border", 1), "visualizer_params.draw_border must be true or false"),
+    (("model_params", "input_num_channels", 0), "model_params.input_num_channels must be an integer from 1 to 4"),
 ]
 
 
@@ -311,11 +318,64 @@ def test_x2face_config_numbers(change, match, tmp_path):
                     tmp_path / "o.mp4"], inputs=[cfg], outputs=[tmp_path / "o.mp4"], match=match)
 
 
+# The authors' configs also carry the settings of their reconstruction / animation / visualisation scripts. fomm
+# drives those with flags but keeps the sections (saved with every run, checkpoint and export): their values are
+# checked like every other, and the line names the whole key path.
+RUN_SECTION_CASES = [
+    (("reconstruction_params", "num_videos", 0), "reconstruction_params.num_videos must be an integer >= 1, got 0"),
+    (("reconstruction_params", "num_videos", "all"), "reconstruction_params.num_videos must be an integer"),
+    (("reconstruction_params", "format", 4), "reconstruction_params.format must be a file extension such as .mp4"),
+    (("animate_params", "num_pairs", -5), "animate_params.num_pairs must be an integer >= 1"),
+    (("animate_params", "num_pairs", 2.5), "animate_params.num_pairs must be an integer"),
+    (("animate_params", "format", "mp4"), "animate_params.format must be a file extension"),
+    (("animate_params", "normalization_params", "use_relative_movement", "yes"),
+     "animate_params.normalization_params.use_relative_movement must be true or false"),
+    (("animate_params", "normalization_params", "adapt_movement_scale", 1),
+     "animate_params.normalization_params.adapt_movement_scale must be true or false"),
+    (("visualizer_params", "kp_size", 0), "visualizer_params.kp_size must be an integer from 1 to 64, got 0"),
+    (("visualizer_params", "kp_size", 10**6), "visualizer_params.kp_size must be an integer from 1 to 64"),
+    (("visualizer_params", "kp_size", float("nan")), "visualizer_params.kp_size must be an integer"),
+    (("visualizer_params", "draw_border", "no"), "visualizer_params.draw_border must be true or false"),
+    (("visualizer_params", "colormap", 3), "visualizer_params.colormap must be a colormap name"),
+]
+
+
+@pytest.mark.parametrize("change,match", RUN_SECTION_CASES, ids=[".".join(map(str, c)) for c, _ in RUN_SECTION_CASES])
+def test_run_sections_of_a_fomm_config(change, match, tmp_path):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set(*change))
+    out = tmp_path / "o.mp4"
+    assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", out], inputs=[cfg],
+                   outputs=[out], match=match)
+
+
+def test_run_sections_are_checked_by_eval_too(tmp_path, data_dir):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set("visualizer_params", "kp_size", -1))
+    run = tmp_path / "run"
+    ckpt = WEIGHTS / "fomm-actions-64.pth.tar"
+    assert_refused(["eval", "--model", "fomm", "--config", cfg, "--checkpoint", ckpt, "--data", data_dir / "actions",
+                    "--out", run, "--max-videos", "1", "-q"], inputs=[cfg, ckpt], outputs=[run],
+                   match="visualizer_params.kp_size")
+
+
+def test_run_section_counts_may_be_null():
+    """The authors' Monkey-Net configs say ``num_videos: null`` (every test video): that still loads."""
+    from fomm.config import FommConfig
+    from fomm.models.monkeynet import MonkeyNetConfig
+
+    FommConfig.from_dict({"model_params": {}, "reconstruction_params": {"num_videos": None, "format": ".gif"},
+                          "animate_params": {"num_pairs": None}})
+    raw = yaml.safe_load((CONFIGS / "monkeynet" / "actions-64.yaml").read_text())
+    raw["reconstruction_params"] = {"num_videos": None, "format": ".gif"}
+    raw["transfer_params"].update(num_pairs=100, format=".gif")
+    MonkeyNetConfig.from_dict(raw)
+
+
 def test_config_errors_name_the_file(tmp_path):
     cfg = _yaml(tmp_path, bundled_config_path("actions-64"),
                 _set("model_params", "kp_detector_params", "block_expansion", -1))
-    assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", tmp_path / "o.mp4"],
-                   match=str(cfg))
+    res = assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", tmp_path / "o.mp4"],
+                         match=str(cfg))
+    assert "model_params.kp_detector_params.block_expansion must be" in res.stderr  # the whole key path
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fomm.config import check_fields, check_shape, check_train_params, read_yaml
+from fomm.config import check_fields, check_run_sections, check_shape, check_train_params, read_yaml
 from fomm.errors import ConfigError
 from fomm.models.x2face.model import X2FaceConfig
 
@@ -76,7 +76,7 @@ class X2FaceRunConfig:
         if unknown:
             raise ConfigError(f"{name}: model_params has unknown key(s) {unknown}; allowed: {sorted(allowed)} "
                               f"(is this an X2Face config?)")
-        check_fields(X2FaceConfig, mp, f"{name}: model_params")
+        check_fields(X2FaceConfig, mp, "model_params", name)
         try:
             model = X2FaceConfig(**mp)
         except (TypeError, ValueError) as exc:
@@ -89,6 +89,7 @@ class X2FaceRunConfig:
             if key in dataset:
                 check_shape(dataset[key], f"dataset_params.{key}", name)
         check_train_params(data.get("train_params"), name)
+        check_run_sections(data, name)
         return cls(model=model, raw=copy.deepcopy(data), name=name)
 
     @classmethod
