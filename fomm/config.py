@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -268,6 +269,98 @@ def check_run_sections(data: dict[str, Any], where: str) -> None:
                 check_number(value, kind, path, where, bounds)
 
 
+#: ``dataset_params.augmentation_params`` numbers (see :mod:`fomm.datasets.augment`). A zoom ratio of 100 asked
+#: for a frame 100 times larger on each side; strings and NaN reached ``float()`` / the random draws.
+ZOOM_RATIO = Bounds(0, 4, low_open=True)
+ROTATION_DEGREES = Bounds(0, 360)
+
+
+def _check_pair(value: Any, key: str, where: str, kind: str, bounds: Bounds) -> tuple[float, float]:
+    """A ``[min, max]`` list of two ``kind`` numbers within ``bounds``, min <= max."""
+    what = "integers" if kind == "int" else "numbers"
+    if not (isinstance(value, list) and len(value) == 2):
+        raise ConfigError(f"{_at(where, key)} must be [min, max] (two {what}, {bounds.describe(kind)} each), "
+                          f"got {value!r}")
+    lo = check_number(value[0], kind, f"{key}[0]", where, bounds)
+    hi = check_number(value[1], kind, f"{key}[1]", where, bounds)
+    if lo > hi:
+        raise ConfigError(f"{_at(where, key)} must be [min, max] with min <= max, got {value!r}")
+    return lo, hi
+
+
+def _section(params: dict[str, Any], name: str, key: str, where: str) -> dict[str, Any]:
+    value = params.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_at(where, f'{key}.{name}')} must be a mapping, got {value!r}")
+    return value
+
+
+def check_augmentation_params(params: Any, where: str = "", frame_size: tuple[int, int] | None = None,
+                              key: str = "dataset_params.augmentation_params") -> None:
+    """Type- and range-check the numbers of an ``augmentation_params`` mapping (unknown sections are left to
+    :class:`fomm.datasets.augment.ClipAugmentation`, which refuses them when it is built for training). With
+    ``frame_size`` ``(H, W)`` a crop larger than the frame is refused too."""
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        raise ConfigError(f"{_at(where, key)} must be a mapping, got {params!r}")
+    flip = _section(params, "flip_param", key, where)
+    for name in ("horizontal_flip", "time_flip"):
+        if name in flip:
+            check_number(flip[name], "bool", f"{key}.flip_param.{name}", where)
+    jitter = _section(params, "jitter_param", key, where)
+    for name in ("brightness", "contrast", "saturation", "hue"):
+        value, path = jitter.get(name), f"{key}.jitter_param.{name}"
+        if value is None:
+            continue
+        hue = name == "hue"
+        if isinstance(value, list):
+            # Explicit factor ranges: a factor below 0 inverts the image, a hue shift beyond half a turn wraps.
+            _check_pair(value, path, where, "float", Bounds(-0.5, 0.5) if hue else NON_NEGATIVE)
+        else:
+            check_number(value, "float", path, where, Bounds(0, 0.5) if hue else NON_NEGATIVE)
+    resize = _section(params, "resize_param", key, where)
+    if "ratio" in resize:
+        _check_pair(resize["ratio"], f"{key}.resize_param.ratio", where, "float", ZOOM_RATIO)
+    rotation = _section(params, "rotation_param", key, where)
+    if "degrees" in rotation:
+        check_number(rotation["degrees"], "float", f"{key}.rotation_param.degrees", where, ROTATION_DEGREES)
+    crop = _section(params, "crop_param", key, where)
+    if "size" in crop:
+        size, path = crop["size"], f"{key}.crop_param.size"
+        if not (isinstance(size, list) and len(size) == 2):
+            raise ConfigError(f"{_at(where, path)} must be [H, W] (two integers >= 1), got {size!r}")
+        for i, v in enumerate(size):
+            check_number(v, "int", f"{path}[{i}]", where, AT_LEAST_ONE)
+        if frame_size is not None and (size[0] > frame_size[0] or size[1] > frame_size[1]):
+            raise ConfigError(f"{_at(where, path)} {list(size)} is larger than the frame size "
+                              f"{frame_size[0]}x{frame_size[1]}; give a crop no larger than the frames")
+
+
+def check_dataset_params(dp: Any, where: str = "") -> None:
+    """Type- and range-check the ``dataset_params`` keys :class:`fomm.datasets.frames.FramesDataset` reads (all
+    three model families share them); unknown keys are left to the dataset, which refuses them for training."""
+    if dp is None:
+        return
+    if not isinstance(dp, dict):
+        raise ConfigError(f"{_at(where, 'dataset_params')} must be a mapping, got {type(dp).__name__}")
+    at = "dataset_params."
+    shapes = {k: check_shape(dp[k], at + k, where) for k in ("frame_shape", "image_shape") if k in dp}
+    # The dataset reads frame_shape, and Monkey-Net's image_shape when there is none.
+    shape = shapes.get("frame_shape", shapes.get("image_shape"))
+    if "id_sampling" in dp:
+        check_number(dp["id_sampling"], "bool", at + "id_sampling", where)
+    if "decoded_cache_mb" in dp:
+        check_number(dp["decoded_cache_mb"], "float", at + "decoded_cache_mb", where, NON_NEGATIVE)
+    for key in ("root_dir", "pairs_list"):
+        value = dp.get(key)
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{_at(where, at + key)} must be a path, got {value!r}")
+    check_augmentation_params(dp.get("augmentation_params"), where, None if shape is None else shape[:2])
+
+
 def _build(cls: type, data: dict[str, Any] | None, where: str):
     known, extra = _split_known(cls, data, where)
     check_fields(cls, known, where)
@@ -422,8 +515,7 @@ class FommConfig:
                 raise ConfigError(f"{source or name}: section '{key}' must be a mapping")
             sections[key] = value
         extra = {k: v for k, v in data.items() if k not in sections and k != "model_params"}
-        if "frame_shape" in sections["dataset_params"]:
-            check_shape(sections["dataset_params"]["frame_shape"], "dataset_params.frame_shape", source or name)
+        check_dataset_params(sections["dataset_params"], source or name)
         check_train_params(sections["train_params"], source or name)
         check_run_sections(sections, source or name)
         norm = sections["animate_params"].get("normalization_params")

@@ -290,6 +290,8 @@ MONKEYNET_CASES = [
     (("transfer_params", "num_pairs", 0), "transfer_params.num_pairs must be an integer >= 1"),
     (("reconstruction_params", "format", "gif"), "reconstruction_params.format must be a file extension"),
     (("visualizer_params", "kp_size", -2), "visualizer_params.kp_size must be an integer from 1 to 64"),
+    (("dataset_params", "augmentation_params", "jitter_param", "hue", 0.9), "jitter_param.hue must be a number from 0"),
+    (("dataset_params", "frame_shape", [64, 64]), "dataset_params.frame_shape must be [H, W, C]"),
 ]
 
 
@@ -306,6 +308,7 @@ X2FACE_CASES = [
     (("dataset_params", "frame_shape", "abc"), "frame_shape"),
     (("train_params", "batch_size", 0), "batch_size"),
     (("train_params", "loss_weights", "photometric", -1), "loss_weights.photometric"),
+    (("dataset_params", "id_sampling", "yes"), "dataset_params.id_sampling must be true or false"),
     (("visualizer_params", "draw_border", 1), "visualizer_params.draw_border must be true or false"),
     (("model_params", "input_num_channels", 0), "model_params.input_num_channels must be an integer from 1 to 4"),
 ]
@@ -368,6 +371,61 @@ def test_run_section_counts_may_be_null():
     raw["reconstruction_params"] = {"num_videos": None, "format": ".gif"}
     raw["transfer_params"].update(num_pairs=100, format=".gif")
     MonkeyNetConfig.from_dict(raw)
+
+
+# dataset_params: read by the dataset every family trains on, checked where the config is read.
+DATASET_CASES = [
+    ("image_shape", "abc", "dataset_params.image_shape must be [H, W, C]"),
+    ("id_sampling", "yes", "dataset_params.id_sampling must be true or false"),
+    ("decoded_cache_mb", float("inf"), "dataset_params.decoded_cache_mb must be a number"),  # was an OverflowError
+    ("root_dir", 5, "dataset_params.root_dir must be a path"),
+    ("augmentation_params", [1], "dataset_params.augmentation_params must be a mapping"),
+    ("augmentation_params", {"flip_param": {"horizontal_flip": "sometimes"}},
+     "augmentation_params.flip_param.horizontal_flip must be true or false"),
+    ("augmentation_params", {"flip_param": [True]}, "augmentation_params.flip_param must be a mapping"),
+    ("augmentation_params", {"jitter_param": {"brightness": "lots"}},
+     "augmentation_params.jitter_param.brightness must be a number"),  # was a ValueError from float()
+    ("augmentation_params", {"jitter_param": {"contrast": float("nan")}}, "jitter_param.contrast must be a number"),
+    ("augmentation_params", {"jitter_param": {"saturation": [1.2, 0.8]}}, "must be [min, max] with min <= max"),
+    ("augmentation_params", {"jitter_param": {"brightness": [-1, 1]}}, "jitter_param.brightness[0] must be a number"),
+    ("augmentation_params", {"jitter_param": {"hue": [-0.1, 0.7]}}, "jitter_param.hue[1] must be a number from -0.5"),
+    ("augmentation_params", {"resize_param": {"ratio": [100, 200]}},
+     "augmentation_params.resize_param.ratio[0] must be a number > 0 and <= 4"),  # a 100x larger frame
+    ("augmentation_params", {"resize_param": {"ratio": 1.1}}, "resize_param.ratio must be [min, max]"),
+    ("augmentation_params", {"rotation_param": {"degrees": -10}}, "rotation_param.degrees must be a number from 0"),
+    ("augmentation_params", {"crop_param": {"size": [0, 32]}}, "crop_param.size[0] must be an integer >= 1"),
+    ("augmentation_params", {"crop_param": {"size": [128, 128]}}, "is larger than the frame size 64x64"),
+]
+
+
+@pytest.mark.parametrize("key,value,match", DATASET_CASES, ids=[f"{k}={v!r}" for k, v, _ in DATASET_CASES])
+def test_dataset_params_are_checked_where_the_config_is_read(key, value, match, tmp_path, data_dir):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set("dataset_params", key, value))
+    run = tmp_path / "run"
+    assert_refused(["train", "--config", cfg, "--data", data_dir / "actions", "--out", run, "--workers", "0"],
+                   inputs=[cfg], outputs=[run], match=match)
+
+
+def test_dataset_and_augmentation_check_dicts_built_in_code(data_dir):
+    """The dataset and the augmentation check what they read themselves, for callers that skip the config readers."""
+    from fomm.datasets.augment import ClipAugmentation
+    from fomm.datasets.frames import FramesDataset
+    from fomm.errors import ConfigError
+
+    root = str(data_dir / "actions")
+    with pytest.raises(ConfigError, match="dataset_params.decoded_cache_mb must be a number"):
+        FramesDataset.from_config({"root_dir": root, "frame_shape": [64, 64, 3], "decoded_cache_mb": float("inf")})
+    with pytest.raises(ConfigError, match="decoded_cache_mb must be a number of MB >= 0"):
+        FramesDataset(root, (64, 64, 3), decoded_cache_mb=float("inf"))
+    with pytest.raises(ConfigError, match=r"frame_shape must be \[H, W, 3\], got 'abc'"):
+        FramesDataset(root, "abc")
+    with pytest.raises(ConfigError, match="crop_param.size .* is larger than the frame size 64x64"):
+        FramesDataset.from_config({"root_dir": root, "frame_shape": [64, 64, 3],
+                                   "augmentation_params": {"crop_param": {"size": [65, 64]}}})
+    with pytest.raises(ConfigError, match="resize_param.ratio"):
+        ClipAugmentation({"resize_param": {"ratio": [0.9, 100]}})
+    with pytest.raises(ConfigError, match="jitter_param.hue"):
+        ClipAugmentation({"jitter_param": {"hue": "red"}})
 
 
 def test_config_errors_name_the_file(tmp_path):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fomm.config import check_fields, check_run_sections, check_shape, check_train_params, read_yaml
+from fomm.config import check_dataset_params, check_fields, check_run_sections, check_train_params, read_yaml
 from fomm.errors import ConfigError
 
 # 'matrix' (full 2x2 covariance) or a fixed float variance. The original's 'single' (one scalar per keypoint) is
@@ -249,9 +249,8 @@ class MonkeyNetConfig:
         dataset = d.get("dataset_params") or {}
         if not isinstance(dataset, dict):
             raise ConfigError("dataset_params must be a mapping; check the Monkey-Net YAML")
+        check_dataset_params(dataset, "Monkey-Net config")
         shape = dataset.get("image_shape")
-        if shape is not None:
-            shape = check_shape(shape, "dataset_params.image_shape", "Monkey-Net config")
         check_train_params(d.get("train_params"), "Monkey-Net config")
         check_run_sections(d, "Monkey-Net config")
         return cls(model_params=ModelParams.from_dict(d["model_params"]), normalization_params=norm,
