@@ -214,11 +214,7 @@ def check_train_params(tp: Any, where: str) -> None:
             raise ConfigError(f"{_at(where, at + 'loss_weights')} must be a mapping of loss name to weight, "
                               f"got {weights!r}")
         for name, w in weights.items():
-            key = f"{at}loss_weights.{name}"
-            if isinstance(w, list):
-                _check_number_list(w, key, where, "float", NON_NEGATIVE)
-            else:
-                check_number(w, "float", key, where, NON_NEGATIVE)
+            _check_loss_weight(w, name, where)
     transform = tp.get("transform_params")
     if transform is not None:
         if not isinstance(transform, dict):
@@ -226,6 +222,31 @@ def check_train_params(tp: Any, where: str) -> None:
         for key, (kind, bounds) in TRANSFORM_SCALARS.items():
             if key in transform:
                 check_number(transform[key], kind, f"{at}transform_params.{key}", where, bounds)
+
+
+#: ``loss_weights`` entries whose shape the objectives rely on: a list (they iterate over it, one weight per layer)
+#: or one number (they multiply by it). The other shape was a TypeError in the middle of the first step.
+LOSS_WEIGHT_LISTS = {
+    "perceptual": "one weight per VGG19 layer, relu1_1..relu5_1",
+    "feature_matching": "one weight per discriminator block",
+}
+LOSS_WEIGHT_SCALARS = ("generator_gan", "discriminator_gan", "equivariance_value", "equivariance_jacobian",
+                       "photometric", "reconstruction_deformed")
+
+
+def _check_loss_weight(w: Any, name: str, where: str) -> None:
+    """``train_params.loss_weights.<name>``: every weight a number >= 0, in the shape its loss reads. How many
+    weights a list needs depends on the model, so the lengths are checked where the objective is built."""
+    key = f"train_params.loss_weights.{name}"
+    if name in LOSS_WEIGHT_LISTS and not isinstance(w, list):
+        raise ConfigError(f"{_at(where, key)} must be a list of numbers >= 0 ({LOSS_WEIGHT_LISTS[name]}), "
+                          f"got {w!r}")
+    if name in LOSS_WEIGHT_SCALARS and isinstance(w, list):
+        raise ConfigError(f"{_at(where, key)} must be one number >= 0, got the list {w!r}")
+    if isinstance(w, list):
+        _check_number_list(w, key, where, "float", NON_NEGATIVE)
+    else:
+        check_number(w, "float", key, where, NON_NEGATIVE)
 
 
 #: Sections of the authors' configs that drive their reconstruction, animation and visualisation scripts

@@ -256,6 +256,10 @@ TRAIN_CASES = [
     ("transform_params", {"sigma_affine": -0.05}, "transform_params.sigma_affine"),
     ("transform_params", {"points_tps": 0}, "transform_params.points_tps"),
     ("ssim_weight", -1, "ssim_weight"),
+    # the objectives iterate over these lists / multiply by these numbers: the other shape was a TypeError mid-step
+    ("loss_weights", {"feature_matching": 10}, "train_params.loss_weights.feature_matching must be a list"),
+    ("loss_weights", {"perceptual": 10}, "train_params.loss_weights.perceptual must be a list"),
+    ("loss_weights", {"generator_gan": [1]}, "train_params.loss_weights.generator_gan must be one number >= 0"),
 ]
 
 
@@ -308,6 +312,7 @@ X2FACE_CASES = [
     (("dataset_params", "frame_shape", "abc"), "frame_shape"),
     (("train_params", "batch_size", 0), "batch_size"),
     (("train_params", "loss_weights", "photometric", -1), "loss_weights.photometric"),
+    (("train_params", "loss_weights", "photometric", [1]), "loss_weights.photometric must be one number"),
     (("dataset_params", "id_sampling", "yes"), "dataset_params.id_sampling must be true or false"),
     (("visualizer_params", "draw_border", 1), "visualizer_params.draw_border must be true or false"),
     (("model_params", "input_num_channels", 0), "model_params.input_num_channels must be an integer from 1 to 4"),
@@ -426,6 +431,35 @@ def test_dataset_and_augmentation_check_dicts_built_in_code(data_dir):
         ClipAugmentation({"resize_param": {"ratio": [0.9, 100]}})
     with pytest.raises(ConfigError, match="jitter_param.hue"):
         ClipAugmentation({"jitter_param": {"hue": "red"}})
+
+
+def _set_all(*changes):
+    def mutate(data):
+        for change in changes:
+            _set(*change)(data)
+    return mutate
+
+
+_GAN = ("train_params", "loss_weights", "generator_gan", 1)
+
+# Checks that need the built networks: when the training objective is made, before the run folder exists.
+OBJECTIVE_CASES = [
+    # zip(strict=True) in feature_matching_loss raised a ValueError at the first adversarial step
+    ((_GAN, ("train_params", "loss_weights", "feature_matching", [10, 10])),
+     "train_params.loss_weights.feature_matching has 2 weights but the discriminator has 3 blocks "
+     "(model_params.discriminator_params.num_blocks); give 3 weights"),
+    # checked before VGG19 weights are fetched
+    ((("train_params", "perceptual_backend", "vgg19"), ("train_params", "loss_weights", "perceptual", [1, 1, 1])),
+     "train_params.loss_weights.perceptual needs 5 weights with perceptual_backend vgg19"),
+]
+
+
+@pytest.mark.parametrize("changes,match", OBJECTIVE_CASES, ids=["fm-count", "vgg-count"])
+def test_loss_weights_fit_the_networks(changes, match, tmp_path, data_dir):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set_all(*changes))
+    run = tmp_path / "run"
+    assert_refused(["train", "--config", cfg, "--data", data_dir / "actions", "--out", run, "--workers", "0"],
+                   inputs=[cfg], outputs=[run], match=match)
 
 
 def test_config_errors_name_the_file(tmp_path):

@@ -76,6 +76,21 @@ class _DiscriminatorHolder:
         self.module = module
 
 
+def _check_feature_matching(weights: Any, layers: int | None) -> None:
+    """``loss_weights.feature_matching`` must give one weight per discriminator feature map (``num_blocks`` of
+    ``discriminator_params``): a different count used to stop the first training step with a ValueError from
+    ``zip``. Absent or empty means no feature-matching term."""
+    if weights is None:
+        return
+    if not isinstance(weights, (list, tuple)):
+        raise ConfigError(f"train_params.loss_weights.feature_matching must be a list of weights, one per "
+                          f"discriminator block, got {weights!r}")
+    if weights and layers is not None and len(weights) != layers:
+        raise ConfigError(f"train_params.loss_weights.feature_matching has {len(weights)} weights but the "
+                          f"discriminator has {layers} blocks (model_params.discriminator_params.num_blocks); "
+                          f"give {layers} weights, one per block")
+
+
 class FommObjective(TrainingObjective):
     """FOMM's generator objective (keypoints of source and driving, warp-and-inpaint reconstruction).
 
@@ -96,6 +111,8 @@ class FommObjective(TrainingObjective):
         self.train_params = dict(train_params)
         weights = dict(self.train_params.get("loss_weights") or {})
         self.weights = weights
+        if self.adversarial:  # before the reconstruction loss, which may fetch VGG19 weights
+            _check_feature_matching(weights.get("feature_matching"), getattr(discriminator, "num_feature_maps", None))
         self.reconstruction = reconstruction_loss if reconstruction_loss is not None else \
             build_reconstruction_loss(self.train_params)
         self.scales = list(self.train_params.get("scales", [1, 0.5, 0.25, 0.125]))
