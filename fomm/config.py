@@ -71,6 +71,10 @@ class Bounds(NamedTuple):
 POSITIVE = Bounds(0, None, low_open=True)
 AT_LEAST_ONE = Bounds(1)
 NON_NEGATIVE = Bounds(0)
+#: A down-scaling factor (``scale_factor``, the image pyramids' ``scales``). FOMM's anti-alias filter is a Gaussian
+#: kernel about 4/scale pixels wide: scale 1e-6 asked torch for a kernel of 4 million by 4 million. 1/64 takes an
+#: 8192-pixel frame down to 128 and is far below any published config (0.125).
+PYRAMID_SCALE = Bounds(1 / 64, 1)
 
 #: The accepted range of every numeric model parameter, by key. The names mean the same thing in the FOMM,
 #: Monkey-Net and X2Face configs. A negative width or depth used to reach torch (a traceback from a conv layer);
@@ -86,7 +90,7 @@ PARAM_RANGES: dict[str, Bounds] = {
     "num_refinement_blocks": Bounds(0, 64),
     "num_group_blocks": Bounds(0, 64),
     "temperature": POSITIVE,
-    "scale_factor": Bounds(0, 1, low_open=True),
+    "scale_factor": PYRAMID_SCALE,
     "kp_variance": POSITIVE,
     "clip_variance": POSITIVE,
     "norm_const": POSITIVE,
@@ -207,7 +211,7 @@ def check_train_params(tp: Any, where: str) -> None:
     if tp.get("epoch_milestones") is not None:
         _check_number_list(tp["epoch_milestones"], at + "epoch_milestones", where, "int", NON_NEGATIVE)
     if tp.get("scales") is not None:
-        _check_number_list(tp["scales"], at + "scales", where, "float", Bounds(0, 1, low_open=True))
+        _check_number_list(tp["scales"], at + "scales", where, "float", PYRAMID_SCALE)
     weights = tp.get("loss_weights")
     if weights is not None:
         if not isinstance(weights, dict):
@@ -386,7 +390,7 @@ def _build(cls: type, data: dict[str, Any] | None, where: str):
     known, extra = _split_known(cls, data, where)
     check_fields(cls, known, where)
     if cls is DiscriminatorParams and known.get("scales") is not None:
-        _check_number_list(known["scales"], f"{where}.scales", "", "float", Bounds(0, 1, low_open=True))
+        _check_number_list(known["scales"], f"{where}.scales", "", "float", PYRAMID_SCALE)
     try:
         obj = cls(**known)
     except TypeError as exc:  # a required key is missing

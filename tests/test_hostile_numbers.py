@@ -199,7 +199,7 @@ FOMM_MODEL_CASES = [
     ("kp_detector_params", "num_blocks", 0, "num_blocks"),
     ("kp_detector_params", "temperature", 0, "temperature must be a number > 0"),
     ("kp_detector_params", "temperature", float("nan"), "temperature"),
-    ("kp_detector_params", "scale_factor", 2, "scale_factor must be a number > 0 and <= 1"),
+    ("kp_detector_params", "scale_factor", 2, "scale_factor must be a number from 0.015625 to 1"),
     ("kp_detector_params", "pad", -1, "pad"),
     ("common_params", "num_kp", 0, "num_kp must be an integer from 1 to 256"),
     ("common_params", "num_kp", True, "num_kp must be an integer"),
@@ -211,6 +211,11 @@ FOMM_MODEL_CASES = [
     ("discriminator_params", "num_blocks", -4, "num_blocks"),
     ("discriminator_params", "scales", [1, -0.5], "scales[1]"),
     ("discriminator_params", "kp_variance", -0.01, "kp_variance"),
+    # A Gaussian anti-alias kernel about 4/scale pixels wide: 1e-6 asked for one of 4 million squared
+    ("kp_detector_params", "scale_factor", 1e-6, "model_params.kp_detector_params.scale_factor must be a number from "
+                                                 "0.015625 to 1"),
+    ("discriminator_params", "scales", [1, 0.001], "model_params.discriminator_params.scales[1] must be a number from "
+                                                   "0.015625"),
 ]
 
 
@@ -256,6 +261,7 @@ TRAIN_CASES = [
     ("transform_params", {"sigma_affine": -0.05}, "transform_params.sigma_affine"),
     ("transform_params", {"points_tps": 0}, "transform_params.points_tps"),
     ("ssim_weight", -1, "ssim_weight"),
+    ("scales", [1, 0.001], "train_params.scales[1] must be a number from 0.015625 to 1"),
     # the objectives iterate over these lists / multiply by these numbers: the other shape was a TypeError mid-step
     ("loss_weights", {"feature_matching": 10}, "train_params.loss_weights.feature_matching must be a list"),
     ("loss_weights", {"perceptual": 10}, "train_params.loss_weights.perceptual must be a list"),
@@ -289,6 +295,7 @@ MONKEYNET_CASES = [
     (("dataset_params", "image_shape", "abc"), "image_shape"),
     (("train_params", "num_epochs", "many"), "num_epochs"),
     (("train_params", "lr", 0), "lr must be a number > 0"),
+    (("model_params", "kp_detector_params", "scale_factor", 0.001), "scale_factor must be a number from 0.015625"),
     (("model_params", "generator_params", "dense_motion_params", "mask_embedding_params", "norm_const", 0),
      "model_params.generator_params.dense_motion_params.mask_embedding_params.norm_const must be a number > 0"),
     (("transfer_params", "num_pairs", 0), "transfer_params.num_pairs must be an integer >= 1"),
@@ -378,6 +385,26 @@ def test_run_section_counts_may_be_null():
     MonkeyNetConfig.from_dict(raw)
 
 
+# Frames are resized to the config's frame_shape; networks too deep (or scaled too small) for it used to stop the
+# first frame with a RuntimeError from a pooling layer. Checked when the model is loaded.
+FRAME_FIT_CASES = [
+    (("model_params", "kp_detector_params", "num_blocks", 16), "too small for the keypoint-detector hourglass"),
+    (("model_params", "generator_params", "num_down_blocks", 8), "too small for the generator: it sees 64x64"),
+    (("model_params", "kp_detector_params", "scale_factor", 1 / 64), "it sees 1x1, and its 3 down-sampling steps"),
+    (("model_params", "generator_params", "dense_motion_params", "num_blocks", 7),
+     "model_params.generator_params.dense_motion_params.num_blocks"),
+]
+
+
+@pytest.mark.parametrize("change,match", FRAME_FIT_CASES, ids=[".".join(map(str, c)) for c, _ in FRAME_FIT_CASES])
+def test_networks_too_deep_for_the_frame_size(change, match, tmp_path):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set(*change))
+    out = tmp_path / "o.mp4"
+    res = assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", out], inputs=[cfg],
+                         outputs=[out], match=match)
+    assert "dataset_params.frame_shape: frame size 64x64" in res.stderr
+
+
 # dataset_params: read by the dataset every family trains on, checked where the config is read.
 DATASET_CASES = [
     ("image_shape", "abc", "dataset_params.image_shape must be [H, W, C]"),
@@ -451,15 +478,57 @@ OBJECTIVE_CASES = [
     # checked before VGG19 weights are fetched
     ((("train_params", "perceptual_backend", "vgg19"), ("train_params", "loss_weights", "perceptual", [1, 1, 1])),
      "train_params.loss_weights.perceptual needs 5 weights with perceptual_backend vgg19"),
+    # a valid 4x4 convolution per block: five blocks need 125 px; a RuntimeError from torch at the first step
+    ((_GAN, ("model_params", "discriminator_params", "num_blocks", 5),
+      ("train_params", "loss_weights", "feature_matching", [1] * 5)),
+     "too small for the discriminator at scale 1: it sees 64x64 and its 5 blocks need at least 125x125"),
+    ((_GAN, ("model_params", "discriminator_params", "scales", [1, 0.125])),
+     "too small for the discriminator at scale 0.125: it sees 8x8"),
 ]
 
 
-@pytest.mark.parametrize("changes,match", OBJECTIVE_CASES, ids=["fm-count", "vgg-count"])
-def test_loss_weights_fit_the_networks(changes, match, tmp_path, data_dir):
+@pytest.mark.parametrize("changes,match", OBJECTIVE_CASES, ids=["fm-count", "vgg-count", "disc-depth", "disc-scale"])
+def test_loss_weights_and_discriminator_fit_the_networks(changes, match, tmp_path, data_dir):
     cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set_all(*changes))
     run = tmp_path / "run"
     assert_refused(["train", "--config", cfg, "--data", data_dir / "actions", "--out", run, "--workers", "0"],
                    inputs=[cfg], outputs=[run], match=match)
+
+
+def test_monkeynet_discriminator_fits_the_frames(tmp_path, data_dir):
+    cfg = _yaml(tmp_path, CONFIGS / "monkeynet" / "actions-64.yaml",
+                _set("model_params", "discriminator_params", "num_blocks", 5))
+    run = tmp_path / "run"
+    assert_refused(["train", "--model", "monkeynet", "--config", cfg, "--data", data_dir / "actions", "--out", run,
+                    "--workers", "0"], inputs=[cfg], outputs=[run],
+                   match="too small for the discriminator: it sees 64 px and its 5 blocks need at least 125")
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 4])
+def test_discriminator_minimum_sizes_are_exact(blocks):
+    """The sizes the checks demand are the smallest each discriminator takes: one pixel less fails in torch."""
+    from fomm.models.fomm import Discriminator, min_discriminator_input
+    from fomm.models.monkeynet import Discriminator as MonkeyDiscriminator
+    from fomm.models.monkeynet import check_discriminator_size
+
+    need = min_discriminator_input(blocks)
+    disc = Discriminator(num_channels=1, block_expansion=1, max_features=1, num_blocks=blocks)  # training mode
+    disc(torch.zeros(1, 1, need, need))
+    with pytest.raises((RuntimeError, ValueError)):  # a conv or pool too large, or an instance norm of one value
+        disc(torch.zeros(1, 1, need - 1, need - 1))
+    mdisc = MonkeyDiscriminator(num_channels=1, block_expansion=1, max_features=1, num_blocks=blocks)
+    sizes = [n for n in range(4, 200) if _fits(check_discriminator_size, mdisc, n)]
+    mdisc(torch.zeros(1, 1, 1, sizes[0], sizes[0]), {}, {})
+    with pytest.raises((RuntimeError, ValueError)):
+        mdisc(torch.zeros(1, 1, 1, sizes[0] - 1, sizes[0] - 1), {}, {})
+
+
+def _fits(check, disc, n: int) -> bool:
+    try:
+        check(disc, n, n)
+    except FommError:
+        return False
+    return True
 
 
 def test_config_errors_name_the_file(tmp_path):

@@ -205,13 +205,14 @@ class X2FaceObjective(TrainingObjective):
 
 def build_monkeynet_objective(config: Any, device: torch.device) -> MonkeyNetObjective:
     from fomm.errors import InputError
-    from fomm.models.monkeynet import build_monkeynet, check_frame_size
+    from fomm.models.monkeynet import build_monkeynet, check_discriminator_size, check_frame_size
 
     kp, gen, disc = build_monkeynet(config)
     size = config.image_size
     if size is not None:
         try:
             check_frame_size(kp, gen, *size)
+            check_discriminator_size(disc, *size)
         except InputError as exc:
             raise ConfigError(f"dataset_params.image_shape: {exc}") from None
     return MonkeyNetObjective(kp, gen, disc, config.train_params).to(device)
