@@ -16,7 +16,7 @@ from torch import nn
 
 from fomm.checkpoint import load_container, load_state_dict_strict, state_dict_mismatch
 from fomm.config import ConfigLike, bundled_configs, load_config
-from fomm.errors import CheckpointError, FommError
+from fomm.errors import CheckpointError, ConfigError, FommError, InputError
 from fomm.families import family_names, get_family
 
 #: the model families :func:`load_model` accepts (kept for callers of the old constant; see :mod:`fomm.families`)
@@ -180,11 +180,17 @@ def load_model(config: ConfigLike, checkpoint: str | os.PathLike | None = None, 
 def load_fomm(config: ConfigLike, checkpoint: str | os.PathLike | None, dev: torch.device,
               with_discriminator: bool = False) -> LoadedModel:
     """The ``fomm`` family's loader (see :func:`load_model`; ``dev`` already resolved)."""
-    from fomm.models.fomm import build_discriminator, build_generator, build_kp_detector
+    from fomm.models.fomm import build_discriminator, build_generator, build_kp_detector, check_frame_size
 
     cfg = load_config(config)
     kp_detector = build_kp_detector(cfg)
     generator = build_generator(cfg)
+    try:
+        # Frames are resized to the config's frame_shape: networks too deep for it (num_blocks: 16 on 64x64 frames)
+        # used to stop the first frame with a RuntimeError from a pooling layer.
+        check_frame_size(kp_detector, generator, *cfg.image_size)
+    except InputError as exc:
+        raise ConfigError(f"{cfg.source or cfg.name}: dataset_params.frame_shape: {exc}") from None
     discriminator = build_discriminator(cfg) if with_discriminator else None
     epoch = None
     if checkpoint is not None:

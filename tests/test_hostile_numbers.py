@@ -199,7 +199,7 @@ FOMM_MODEL_CASES = [
     ("kp_detector_params", "num_blocks", 0, "num_blocks"),
     ("kp_detector_params", "temperature", 0, "temperature must be a number > 0"),
     ("kp_detector_params", "temperature", float("nan"), "temperature"),
-    ("kp_detector_params", "scale_factor", 2, "scale_factor must be a number > 0 and <= 1"),
+    ("kp_detector_params", "scale_factor", 2, "scale_factor must be a number from 0.015625 to 1"),
     ("kp_detector_params", "pad", -1, "pad"),
     ("common_params", "num_kp", 0, "num_kp must be an integer from 1 to 256"),
     ("common_params", "num_kp", True, "num_kp must be an integer"),
@@ -211,6 +211,11 @@ FOMM_MODEL_CASES = [
     ("discriminator_params", "num_blocks", -4, "num_blocks"),
     ("discriminator_params", "scales", [1, -0.5], "scales[1]"),
     ("discriminator_params", "kp_variance", -0.01, "kp_variance"),
+    # A Gaussian anti-alias kernel about 4/scale pixels wide: 1e-6 asked for one of 4 million squared
+    ("kp_detector_params", "scale_factor", 1e-6, "model_params.kp_detector_params.scale_factor must be a number from "
+                                                 "0.015625 to 1"),
+    ("discriminator_params", "scales", [1, 0.001], "model_params.discriminator_params.scales[1] must be a number from "
+                                                   "0.015625"),
 ]
 
 
@@ -256,6 +261,11 @@ TRAIN_CASES = [
     ("transform_params", {"sigma_affine": -0.05}, "transform_params.sigma_affine"),
     ("transform_params", {"points_tps": 0}, "transform_params.points_tps"),
     ("ssim_weight", -1, "ssim_weight"),
+    ("scales", [1, 0.001], "train_params.scales[1] must be a number from 0.015625 to 1"),
+    # the objectives iterate over these lists / multiply by these numbers: the other shape was a TypeError mid-step
+    ("loss_weights", {"feature_matching": 10}, "train_params.loss_weights.feature_matching must be a list"),
+    ("loss_weights", {"perceptual": 10}, "train_params.loss_weights.perceptual must be a list"),
+    ("loss_weights", {"generator_gan": [1]}, "train_params.loss_weights.generator_gan must be one number >= 0"),
 ]
 
 
@@ -285,6 +295,14 @@ MONKEYNET_CASES = [
     (("dataset_params", "image_shape", "abc"), "image_shape"),
     (("train_params", "num_epochs", "many"), "num_epochs"),
     (("train_params", "lr", 0), "lr must be a number > 0"),
+    (("model_params", "kp_detector_params", "scale_factor", 0.001), "scale_factor must be a number from 0.015625"),
+    (("model_params", "generator_params", "dense_motion_params", "mask_embedding_params", "norm_const", 0),
+     "model_params.generator_params.dense_motion_params.mask_embedding_params.norm_const must be a number > 0"),
+    (("transfer_params", "num_pairs", 0), "transfer_params.num_pairs must be an integer >= 1"),
+    (("reconstruction_params", "format", "gif"), "reconstruction_params.format must be a file extension"),
+    (("visualizer_params", "kp_size", -2), "visualizer_params.kp_size must be an integer from 1 to 64"),
+    (("dataset_params", "augmentation_params", "jitter_param", "hue", 0.9), "jitter_param.hue must be a number from 0"),
+    (("dataset_params", "frame_shape", [64, 64]), "dataset_params.frame_shape must be [H, W, C]"),
 ]
 
 
@@ -301,6 +319,10 @@ X2FACE_CASES = [
     (("dataset_params", "frame_shape", "abc"), "frame_shape"),
     (("train_params", "batch_size", 0), "batch_size"),
     (("train_params", "loss_weights", "photometric", -1), "loss_weights.photometric"),
+    (("train_params", "loss_weights", "photometric", [1]), "loss_weights.photometric must be one number"),
+    (("dataset_params", "id_sampling", "yes"), "dataset_params.id_sampling must be true or false"),
+    (("visualizer_params", "draw_border", 1), "visualizer_params.draw_border must be true or false"),
+    (("model_params", "input_num_channels", 0), "model_params.input_num_channels must be an integer from 1 to 4"),
 ]
 
 
@@ -311,11 +333,210 @@ def test_x2face_config_numbers(change, match, tmp_path):
                     tmp_path / "o.mp4"], inputs=[cfg], outputs=[tmp_path / "o.mp4"], match=match)
 
 
+# The authors' configs also carry the settings of their reconstruction / animation / visualisation scripts. fomm
+# drives those with flags but keeps the sections (saved with every run, checkpoint and export): their values are
+# checked like every other, and the line names the whole key path.
+RUN_SECTION_CASES = [
+    (("reconstruction_params", "num_videos", 0), "reconstruction_params.num_videos must be an integer >= 1, got 0"),
+    (("reconstruction_params", "num_videos", "all"), "reconstruction_params.num_videos must be an integer"),
+    (("reconstruction_params", "format", 4), "reconstruction_params.format must be a file extension such as .mp4"),
+    (("animate_params", "num_pairs", -5), "animate_params.num_pairs must be an integer >= 1"),
+    (("animate_params", "num_pairs", 2.5), "animate_params.num_pairs must be an integer"),
+    (("animate_params", "format", "mp4"), "animate_params.format must be a file extension"),
+    (("animate_params", "normalization_params", "use_relative_movement", "yes"),
+     "animate_params.normalization_params.use_relative_movement must be true or false"),
+    (("animate_params", "normalization_params", "adapt_movement_scale", 1),
+     "animate_params.normalization_params.adapt_movement_scale must be true or false"),
+    (("visualizer_params", "kp_size", 0), "visualizer_params.kp_size must be an integer from 1 to 64, got 0"),
+    (("visualizer_params", "kp_size", 10**6), "visualizer_params.kp_size must be an integer from 1 to 64"),
+    (("visualizer_params", "kp_size", float("nan")), "visualizer_params.kp_size must be an integer"),
+    (("visualizer_params", "draw_border", "no"), "visualizer_params.draw_border must be true or false"),
+    (("visualizer_params", "colormap", 3), "visualizer_params.colormap must be a colormap name"),
+]
+
+
+@pytest.mark.parametrize("change,match", RUN_SECTION_CASES, ids=[".".join(map(str, c)) for c, _ in RUN_SECTION_CASES])
+def test_run_sections_of_a_fomm_config(change, match, tmp_path):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set(*change))
+    out = tmp_path / "o.mp4"
+    assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", out], inputs=[cfg],
+                   outputs=[out], match=match)
+
+
+def test_run_sections_are_checked_by_eval_too(tmp_path, data_dir):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set("visualizer_params", "kp_size", -1))
+    run = tmp_path / "run"
+    ckpt = WEIGHTS / "fomm-actions-64.pth.tar"
+    assert_refused(["eval", "--model", "fomm", "--config", cfg, "--checkpoint", ckpt, "--data", data_dir / "actions",
+                    "--out", run, "--max-videos", "1", "-q"], inputs=[cfg, ckpt], outputs=[run],
+                   match="visualizer_params.kp_size")
+
+
+def test_run_section_counts_may_be_null():
+    """The authors' Monkey-Net configs say ``num_videos: null`` (every test video): that still loads."""
+    from fomm.config import FommConfig
+    from fomm.models.monkeynet import MonkeyNetConfig
+
+    FommConfig.from_dict({"model_params": {}, "reconstruction_params": {"num_videos": None, "format": ".gif"},
+                          "animate_params": {"num_pairs": None}})
+    raw = yaml.safe_load((CONFIGS / "monkeynet" / "actions-64.yaml").read_text())
+    raw["reconstruction_params"] = {"num_videos": None, "format": ".gif"}
+    raw["transfer_params"].update(num_pairs=100, format=".gif")
+    MonkeyNetConfig.from_dict(raw)
+
+
+# Frames are resized to the config's frame_shape; networks too deep (or scaled too small) for it used to stop the
+# first frame with a RuntimeError from a pooling layer. Checked when the model is loaded.
+FRAME_FIT_CASES = [
+    (("model_params", "kp_detector_params", "num_blocks", 16), "too small for the keypoint-detector hourglass"),
+    (("model_params", "generator_params", "num_down_blocks", 8), "too small for the generator: it sees 64x64"),
+    (("model_params", "kp_detector_params", "scale_factor", 1 / 64), "it sees 1x1, and its 3 down-sampling steps"),
+    (("model_params", "generator_params", "dense_motion_params", "num_blocks", 7),
+     "model_params.generator_params.dense_motion_params.num_blocks"),
+]
+
+
+@pytest.mark.parametrize("change,match", FRAME_FIT_CASES, ids=[".".join(map(str, c)) for c, _ in FRAME_FIT_CASES])
+def test_networks_too_deep_for_the_frame_size(change, match, tmp_path):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set(*change))
+    out = tmp_path / "o.mp4"
+    res = assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", out], inputs=[cfg],
+                         outputs=[out], match=match)
+    assert "dataset_params.frame_shape: frame size 64x64" in res.stderr
+
+
+# dataset_params: read by the dataset every family trains on, checked where the config is read.
+DATASET_CASES = [
+    ("image_shape", "abc", "dataset_params.image_shape must be [H, W, C]"),
+    ("id_sampling", "yes", "dataset_params.id_sampling must be true or false"),
+    ("decoded_cache_mb", float("inf"), "dataset_params.decoded_cache_mb must be a number"),  # was an OverflowError
+    ("root_dir", 5, "dataset_params.root_dir must be a path"),
+    ("augmentation_params", [1], "dataset_params.augmentation_params must be a mapping"),
+    ("augmentation_params", {"flip_param": {"horizontal_flip": "sometimes"}},
+     "augmentation_params.flip_param.horizontal_flip must be true or false"),
+    ("augmentation_params", {"flip_param": [True]}, "augmentation_params.flip_param must be a mapping"),
+    ("augmentation_params", {"jitter_param": {"brightness": "lots"}},
+     "augmentation_params.jitter_param.brightness must be a number"),  # was a ValueError from float()
+    ("augmentation_params", {"jitter_param": {"contrast": float("nan")}}, "jitter_param.contrast must be a number"),
+    ("augmentation_params", {"jitter_param": {"saturation": [1.2, 0.8]}}, "must be [min, max] with min <= max"),
+    ("augmentation_params", {"jitter_param": {"brightness": [-1, 1]}}, "jitter_param.brightness[0] must be a number"),
+    ("augmentation_params", {"jitter_param": {"hue": [-0.1, 0.7]}}, "jitter_param.hue[1] must be a number from -0.5"),
+    ("augmentation_params", {"resize_param": {"ratio": [100, 200]}},
+     "augmentation_params.resize_param.ratio[0] must be a number > 0 and <= 4"),  # a 100x larger frame
+    ("augmentation_params", {"resize_param": {"ratio": 1.1}}, "resize_param.ratio must be [min, max]"),
+    ("augmentation_params", {"rotation_param": {"degrees": -10}}, "rotation_param.degrees must be a number from 0"),
+    ("augmentation_params", {"crop_param": {"size": [0, 32]}}, "crop_param.size[0] must be an integer >= 1"),
+    ("augmentation_params", {"crop_param": {"size": [128, 128]}}, "is larger than the frame size 64x64"),
+]
+
+
+@pytest.mark.parametrize("key,value,match", DATASET_CASES, ids=[f"{k}={v!r}" for k, v, _ in DATASET_CASES])
+def test_dataset_params_are_checked_where_the_config_is_read(key, value, match, tmp_path, data_dir):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set("dataset_params", key, value))
+    run = tmp_path / "run"
+    assert_refused(["train", "--config", cfg, "--data", data_dir / "actions", "--out", run, "--workers", "0"],
+                   inputs=[cfg], outputs=[run], match=match)
+
+
+def test_dataset_and_augmentation_check_dicts_built_in_code(data_dir):
+    """The dataset and the augmentation check what they read themselves, for callers that skip the config readers."""
+    from fomm.datasets.augment import ClipAugmentation
+    from fomm.datasets.frames import FramesDataset
+    from fomm.errors import ConfigError
+
+    root = str(data_dir / "actions")
+    with pytest.raises(ConfigError, match="dataset_params.decoded_cache_mb must be a number"):
+        FramesDataset.from_config({"root_dir": root, "frame_shape": [64, 64, 3], "decoded_cache_mb": float("inf")})
+    with pytest.raises(ConfigError, match="decoded_cache_mb must be a number of MB >= 0"):
+        FramesDataset(root, (64, 64, 3), decoded_cache_mb=float("inf"))
+    with pytest.raises(ConfigError, match=r"frame_shape must be \[H, W, 3\], got 'abc'"):
+        FramesDataset(root, "abc")
+    with pytest.raises(ConfigError, match="crop_param.size .* is larger than the frame size 64x64"):
+        FramesDataset.from_config({"root_dir": root, "frame_shape": [64, 64, 3],
+                                   "augmentation_params": {"crop_param": {"size": [65, 64]}}})
+    with pytest.raises(ConfigError, match="resize_param.ratio"):
+        ClipAugmentation({"resize_param": {"ratio": [0.9, 100]}})
+    with pytest.raises(ConfigError, match="jitter_param.hue"):
+        ClipAugmentation({"jitter_param": {"hue": "red"}})
+
+
+def _set_all(*changes):
+    def mutate(data):
+        for change in changes:
+            _set(*change)(data)
+    return mutate
+
+
+_GAN = ("train_params", "loss_weights", "generator_gan", 1)
+
+# Checks that need the built networks: when the training objective is made, before the run folder exists.
+OBJECTIVE_CASES = [
+    # zip(strict=True) in feature_matching_loss raised a ValueError at the first adversarial step
+    ((_GAN, ("train_params", "loss_weights", "feature_matching", [10, 10])),
+     "train_params.loss_weights.feature_matching has 2 weights but the discriminator has 3 blocks "
+     "(model_params.discriminator_params.num_blocks); give 3 weights"),
+    # checked before VGG19 weights are fetched
+    ((("train_params", "perceptual_backend", "vgg19"), ("train_params", "loss_weights", "perceptual", [1, 1, 1])),
+     "train_params.loss_weights.perceptual needs 5 weights with perceptual_backend vgg19"),
+    # a valid 4x4 convolution per block: five blocks need 125 px; a RuntimeError from torch at the first step
+    ((_GAN, ("model_params", "discriminator_params", "num_blocks", 5),
+      ("train_params", "loss_weights", "feature_matching", [1] * 5)),
+     "too small for the discriminator at scale 1: it sees 64x64 and its 5 blocks need at least 125x125"),
+    ((_GAN, ("model_params", "discriminator_params", "scales", [1, 0.125])),
+     "too small for the discriminator at scale 0.125: it sees 8x8"),
+]
+
+
+@pytest.mark.parametrize("changes,match", OBJECTIVE_CASES, ids=["fm-count", "vgg-count", "disc-depth", "disc-scale"])
+def test_loss_weights_and_discriminator_fit_the_networks(changes, match, tmp_path, data_dir):
+    cfg = _yaml(tmp_path, bundled_config_path("actions-64"), _set_all(*changes))
+    run = tmp_path / "run"
+    assert_refused(["train", "--config", cfg, "--data", data_dir / "actions", "--out", run, "--workers", "0"],
+                   inputs=[cfg], outputs=[run], match=match)
+
+
+def test_monkeynet_discriminator_fits_the_frames(tmp_path, data_dir):
+    cfg = _yaml(tmp_path, CONFIGS / "monkeynet" / "actions-64.yaml",
+                _set("model_params", "discriminator_params", "num_blocks", 5))
+    run = tmp_path / "run"
+    assert_refused(["train", "--model", "monkeynet", "--config", cfg, "--data", data_dir / "actions", "--out", run,
+                    "--workers", "0"], inputs=[cfg], outputs=[run],
+                   match="too small for the discriminator: it sees 64 px and its 5 blocks need at least 125")
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 4])
+def test_discriminator_minimum_sizes_are_exact(blocks):
+    """The sizes the checks demand are the smallest each discriminator takes: one pixel less fails in torch."""
+    from fomm.models.fomm import Discriminator, min_discriminator_input
+    from fomm.models.monkeynet import Discriminator as MonkeyDiscriminator
+    from fomm.models.monkeynet import check_discriminator_size
+
+    need = min_discriminator_input(blocks)
+    disc = Discriminator(num_channels=1, block_expansion=1, max_features=1, num_blocks=blocks)  # training mode
+    disc(torch.zeros(1, 1, need, need))
+    with pytest.raises((RuntimeError, ValueError)):  # a conv or pool too large, or an instance norm of one value
+        disc(torch.zeros(1, 1, need - 1, need - 1))
+    mdisc = MonkeyDiscriminator(num_channels=1, block_expansion=1, max_features=1, num_blocks=blocks)
+    sizes = [n for n in range(4, 200) if _fits(check_discriminator_size, mdisc, n)]
+    mdisc(torch.zeros(1, 1, 1, sizes[0], sizes[0]), {}, {})
+    with pytest.raises((RuntimeError, ValueError)):
+        mdisc(torch.zeros(1, 1, 1, sizes[0] - 1, sizes[0] - 1), {}, {})
+
+
+def _fits(check, disc, n: int) -> bool:
+    try:
+        check(disc, n, n)
+    except FommError:
+        return False
+    return True
+
+
 def test_config_errors_name_the_file(tmp_path):
     cfg = _yaml(tmp_path, bundled_config_path("actions-64"),
                 _set("model_params", "kp_detector_params", "block_expansion", -1))
-    assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", tmp_path / "o.mp4"],
-                   match=str(cfg))
+    res = assert_refused(["animate", "--config", cfg, "--random-weights", "--example", "-o", tmp_path / "o.mp4"],
+                         match=str(cfg))
+    assert "model_params.kp_detector_params.block_expansion must be" in res.stderr  # the whole key path
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints

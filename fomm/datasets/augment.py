@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fomm.config import check_augmentation_params
 from fomm.errors import ConfigError
 
 _KNOWN = {"flip_param", "jitter_param", "resize_param", "rotation_param", "crop_param"}
@@ -112,6 +113,9 @@ class ClipAugmentation:
     """
 
     def __init__(self, params: dict | None) -> None:
+        # Types and ranges first (the config readers did this already for a YAML; a dict built in code has not
+        # been checked): strings reached float(), NaN the random draws, and a zoom of 100 a huge allocation.
+        check_augmentation_params(params)
         params = dict(params or {})
         unknown = set(params) - _KNOWN
         if unknown:

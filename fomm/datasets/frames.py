@@ -18,6 +18,7 @@ train/test split is made per identity, so no person is in both.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import warnings
 from collections import defaultdict
@@ -30,6 +31,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from fomm.config import check_dataset_params
 from fomm.datasets.augment import ClipAugmentation
 from fomm.datasets.sources import DecodedCache, UnreadableVideo, VideoSource, is_video_entry, open_source
 from fomm.errors import ConfigError, InputError
@@ -90,14 +92,18 @@ class FramesDataset(Dataset):
             cache_mb = float(decoded_cache_mb)
         except (TypeError, ValueError):
             cache_mb = -1.0
-        if not cache_mb >= 0:  # also rejects NaN
+        if not 0 <= cache_mb < math.inf:  # also rejects NaN, and inf (int(inf) is an OverflowError)
             raise ConfigError(f"dataset_params.decoded_cache_mb must be a number of MB >= 0 (0 turns the cache off), "
                               f"got {decoded_cache_mb!r}")
         self.decoded_cache = DecodedCache(int(cache_mb * 2**20))
-        frame_shape = tuple(int(s) for s in frame_shape)
-        if len(frame_shape) != 3 or frame_shape[2] != 3 or min(frame_shape) <= 0:
-            raise ConfigError(f"dataset_params.frame_shape must be [H, W, 3], got {list(frame_shape)}")
-        self.frame_shape = frame_shape
+        try:
+            shape = tuple(int(s) for s in frame_shape)
+        except (TypeError, ValueError):
+            shape = ()
+        if len(shape) != 3 or shape[2] != 3 or min(shape) <= 0:
+            got = list(shape) if shape else frame_shape
+            raise ConfigError(f"dataset_params.frame_shape must be [H, W, 3], got {got!r}")
+        self.frame_shape = shape
         self.is_train = is_train
         self.id_sampling = id_sampling and is_train
         self.pairs_list = pairs_list
@@ -155,6 +161,8 @@ class FramesDataset(Dataset):
             raise ConfigError(f"unknown dataset_params key(s) {sorted(unknown)}; supported: {list(cls.CONFIG_KEYS)}")
         if "root_dir" not in dataset_params:
             raise ConfigError("dataset_params.root_dir is missing; set it to the dataset folder")
+        # The config readers check these when the YAML is read; a dict built in code is checked here.
+        check_dataset_params(dataset_params)
         shape = dataset_params.get("frame_shape", dataset_params.get("image_shape", (256, 256, 3)))
         return cls(dataset_params["root_dir"], shape, is_train=is_train,
                    id_sampling=bool(dataset_params.get("id_sampling", False)),

@@ -58,8 +58,9 @@ def feature_matching_reconstruction(real: list[torch.Tensor], fake: list[torch.T
     (the prediction map, the last entry, excluded). ``len(weights)`` must equal ``len(real) - 1``."""
     maps_real, maps_fake = real[:-1], fake[:-1]
     if len(weights) != len(maps_real):
-        raise ConfigError(f"loss_weights.reconstruction has {len(weights)} weights but the discriminator gives "
-                          f"{len(maps_real)} feature maps (the frame + num_blocks); give one weight per map")
+        raise ConfigError(f"train_params.loss_weights.reconstruction has {len(weights)} weights but the "
+                          f"discriminator gives {len(maps_real)} feature maps (the frame + num_blocks); give one "
+                          "weight per map")
     total = maps_fake[0].new_zeros(())
     for w, r, f in zip(weights, maps_real, maps_fake, strict=True):
         if float(w):
@@ -90,7 +91,7 @@ class MonkeyNetObjective(TrainingObjective):
         self.rec_weights = [float(w) for w in (rec if isinstance(rec, (list, tuple)) else [rec])]
         n_maps = len(getattr(discriminator, "down_blocks", [])) + 1
         if len(self.rec_weights) != n_maps:
-            raise ConfigError(f"loss_weights.reconstruction has {len(self.rec_weights)} weights but the "
+            raise ConfigError(f"train_params.loss_weights.reconstruction has {len(self.rec_weights)} weights but the "
                               f"discriminator gives {n_maps} feature maps (the frame + num_blocks = "
                               f"{n_maps - 1}); give one weight per map")
         if not self.train_params.get("detach_kp_discriminator", True):
@@ -204,13 +205,14 @@ class X2FaceObjective(TrainingObjective):
 
 def build_monkeynet_objective(config: Any, device: torch.device) -> MonkeyNetObjective:
     from fomm.errors import InputError
-    from fomm.models.monkeynet import build_monkeynet, check_frame_size
+    from fomm.models.monkeynet import build_monkeynet, check_discriminator_size, check_frame_size
 
     kp, gen, disc = build_monkeynet(config)
     size = config.image_size
     if size is not None:
         try:
             check_frame_size(kp, gen, *size)
+            check_discriminator_size(disc, *size)
         except InputError as exc:
             raise ConfigError(f"dataset_params.image_shape: {exc}") from None
     return MonkeyNetObjective(kp, gen, disc, config.train_params).to(device)

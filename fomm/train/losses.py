@@ -157,8 +157,9 @@ class PerceptualLoss(nn.Module):
                  vgg_weights: str | os.PathLike | None = VGG19_URL, vgg: VGG19Features | None = None) -> None:
         super().__init__()
         if len(weights) != len(_VGG19_SLICE_ENDS):
-            raise ConfigError(f"loss_weights.perceptual needs {len(_VGG19_SLICE_ENDS)} values "
-                              f"(relu1_1..relu5_1), got {list(weights)}")
+            raise ConfigError(f"train_params.loss_weights.perceptual needs {len(_VGG19_SLICE_ENDS)} weights with "
+                              f"perceptual_backend vgg19, one per VGG19 layer (relu1_1..relu5_1), got "
+                              f"{len(weights)}: {list(weights)}")
         self.pyramid = ImagePyramid(scales, 3)
         self.weights = [float(w) for w in weights]
         if vgg is None:
@@ -233,7 +234,11 @@ class PyramidL1Loss(nn.Module):
 def build_reconstruction_loss(train_params: Mapping[str, Any]) -> nn.Module:
     """The perceptual/reconstruction loss selected by ``train_params`` (see module docstring)."""
     scales = train_params.get("scales", [1, 0.5, 0.25, 0.125])
-    weights = list((train_params.get("loss_weights") or {}).get("perceptual", [10, 10, 10, 10, 10]))
+    weights = (train_params.get("loss_weights") or {}).get("perceptual", [10, 10, 10, 10, 10])
+    if not isinstance(weights, (list, tuple)):  # the config readers refuse this; objectives built in code too
+        raise ConfigError(f"train_params.loss_weights.perceptual must be a list of weights (one per VGG19 layer), "
+                          f"got {weights!r}")
+    weights = list(weights)
     backend = train_params.get("perceptual_backend", "vgg19")
     if backend == "vgg19":
         return PerceptualLoss(scales, weights, train_params.get("vgg19_weights", VGG19_URL))

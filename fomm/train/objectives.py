@@ -76,6 +76,26 @@ class _DiscriminatorHolder:
         self.module = module
 
 
+def _uses_gan(weights: Mapping[str, Any]) -> bool:
+    """Whether FOMM's ``loss_weights`` train adversarially (``generator_gan`` > 0)."""
+    return float(weights.get("generator_gan", 0) or 0) != 0
+
+
+def _check_feature_matching(weights: Any, layers: int | None) -> None:
+    """``loss_weights.feature_matching`` must give one weight per discriminator feature map (``num_blocks`` of
+    ``discriminator_params``): a different count used to stop the first training step with a ValueError from
+    ``zip``. Absent or empty means no feature-matching term."""
+    if weights is None:
+        return
+    if not isinstance(weights, (list, tuple)):
+        raise ConfigError(f"train_params.loss_weights.feature_matching must be a list of weights, one per "
+                          f"discriminator block, got {weights!r}")
+    if weights and layers is not None and len(weights) != layers:
+        raise ConfigError(f"train_params.loss_weights.feature_matching has {len(weights)} weights but the "
+                          f"discriminator has {layers} blocks (model_params.discriminator_params.num_blocks); "
+                          f"give {layers} weights, one per block")
+
+
 class FommObjective(TrainingObjective):
     """FOMM's generator objective (keypoints of source and driving, warp-and-inpaint reconstruction).
 
@@ -96,6 +116,8 @@ class FommObjective(TrainingObjective):
         self.train_params = dict(train_params)
         weights = dict(self.train_params.get("loss_weights") or {})
         self.weights = weights
+        if self.adversarial:  # before the reconstruction loss, which may fetch VGG19 weights
+            _check_feature_matching(weights.get("feature_matching"), getattr(discriminator, "num_feature_maps", None))
         self.reconstruction = reconstruction_loss if reconstruction_loss is not None else \
             build_reconstruction_loss(self.train_params)
         self.scales = list(self.train_params.get("scales", [1, 0.5, 0.25, 0.125]))
@@ -116,7 +138,7 @@ class FommObjective(TrainingObjective):
 
     @property
     def adversarial(self) -> bool:
-        return float(self.weights.get("generator_gan", 0) or 0) != 0
+        return _uses_gan(self.weights)
 
     def networks(self) -> dict[str, nn.Module]:
         nets: dict[str, nn.Module] = {"generator": self.generator, "kp_detector": self.kp_detector}
@@ -206,16 +228,24 @@ class DiscriminatorStep(nn.Module):
 
 def build_fomm_objective(config: Any, device: torch.device) -> FommObjective:
     from fomm.errors import InputError
-    from fomm.models.fomm import build_discriminator, build_generator, build_kp_detector, check_frame_size
+    from fomm.models.fomm import (
+        build_discriminator,
+        build_generator,
+        build_kp_detector,
+        check_discriminator_size,
+        check_frame_size,
+    )
 
     kp = build_kp_detector(config)
     gen = build_generator(config)
+    disc = build_discriminator(config)
     if config.image_size is not None:  # fail before the first batch, as the Monkey-Net objective does
         try:
             check_frame_size(kp, gen, *config.image_size)
+            if _uses_gan(config.train_params.get("loss_weights") or {}):  # only then does the discriminator run
+                check_discriminator_size(disc, *config.image_size)
         except InputError as exc:
             raise ConfigError(f"dataset_params.frame_shape: {exc}") from None
-    disc = build_discriminator(config)
     return FommObjective(kp, gen, disc, config.train_params).to(device)
 
 

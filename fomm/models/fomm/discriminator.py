@@ -83,6 +83,12 @@ class MultiScaleDiscriminator(nn.Module):
         self.scales = list(scales)
         self.discs = nn.ModuleDict({scale_key(s): Discriminator(**kwargs) for s in self.scales})
 
+    @property
+    def num_feature_maps(self) -> int:
+        """Feature maps each scale's discriminator returns (one per down block): the number of
+        ``loss_weights.feature_matching`` weights."""
+        return len(next(iter(self.discs.values())).down_blocks) if len(self.discs) else 0
+
     def forward(self, x: dict[str, torch.Tensor] | torch.Tensor, kp: dict[str, torch.Tensor] | None = None
                 ) -> dict[str, object]:
         out: dict[str, object] = {}

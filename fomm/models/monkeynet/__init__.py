@@ -5,6 +5,7 @@ from fomm.models.monkeynet.generator import Discriminator, MotionTransferGenerat
 from fomm.models.monkeynet.keypoints import KPDetector, gaussian2kp, kp2gaussian
 from fomm.models.monkeynet.model import (
     build_monkeynet,
+    check_discriminator_size,
     check_frame_size,
     detect_keypoints,
     load_monkeynet,
@@ -17,6 +18,6 @@ from fomm.models.monkeynet.motion import DenseMotionModule, MovementEmbeddingMod
 __all__ = [
     "MonkeyNetConfig", "ModelParams", "NormalizationParams", "KPDetector", "MotionTransferGenerator", "Discriminator",
     "DenseMotionModule", "MovementEmbeddingModule", "gaussian2kp", "kp2gaussian", "build_monkeynet",
-    "load_monkeynet", "check_frame_size", "load_monkeynet_checkpoint", "detect_keypoints", "normalize_kp",
-    "transfer_one",
+    "load_monkeynet", "check_discriminator_size", "check_frame_size", "load_monkeynet_checkpoint",
+    "detect_keypoints", "normalize_kp", "transfer_one",
 ]

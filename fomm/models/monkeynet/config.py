@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fomm.config import check_fields, check_shape, check_train_params, read_yaml
+from fomm.config import check_dataset_params, check_fields, check_run_sections, check_train_params, read_yaml
 from fomm.errors import ConfigError
 
 # 'matrix' (full 2x2 covariance) or a fixed float variance. The original's 'single' (one scalar per keypoint) is
@@ -94,7 +94,8 @@ class DenseMotionParams:
     def __post_init__(self) -> None:
         if isinstance(self.mask_embedding_params, dict):
             self.mask_embedding_params = _build(EmbeddingParams, self.mask_embedding_params,
-                                                "dense_motion_params.mask_embedding_params")
+                                                "model_params.generator_params.dense_motion_params."
+                                                "mask_embedding_params")
 
 
 @dataclass
@@ -110,10 +111,10 @@ class GeneratorParams:
     def __post_init__(self) -> None:
         if isinstance(self.dense_motion_params, dict):
             self.dense_motion_params = _build(DenseMotionParams, self.dense_motion_params,
-                                              "generator_params.dense_motion_params")
+                                              "model_params.generator_params.dense_motion_params")
         if isinstance(self.kp_embedding_params, dict):
             self.kp_embedding_params = _build(EmbeddingParams, self.kp_embedding_params,
-                                              "generator_params.kp_embedding_params")
+                                              "model_params.generator_params.kp_embedding_params")
         if self.interpolation_mode not in ("nearest", "trilinear"):
             raise ConfigError(f"interpolation_mode must be 'nearest' or 'trilinear', got {self.interpolation_mode!r}")
 
@@ -129,7 +130,7 @@ class DiscriminatorParams:
     def __post_init__(self) -> None:
         if isinstance(self.kp_embedding_params, dict):
             self.kp_embedding_params = _build(EmbeddingParams, self.kp_embedding_params,
-                                              "discriminator_params.kp_embedding_params")
+                                              "model_params.discriminator_params.kp_embedding_params")
 
 
 @dataclass
@@ -248,10 +249,10 @@ class MonkeyNetConfig:
         dataset = d.get("dataset_params") or {}
         if not isinstance(dataset, dict):
             raise ConfigError("dataset_params must be a mapping; check the Monkey-Net YAML")
+        check_dataset_params(dataset, "Monkey-Net config")
         shape = dataset.get("image_shape")
-        if shape is not None:
-            shape = check_shape(shape, "dataset_params.image_shape", "Monkey-Net config")
         check_train_params(d.get("train_params"), "Monkey-Net config")
+        check_run_sections(d, "Monkey-Net config")
         return cls(model_params=ModelParams.from_dict(d["model_params"]), normalization_params=norm,
                    image_shape=tuple(int(s) for s in shape) if shape is not None else None, raw=d)
 

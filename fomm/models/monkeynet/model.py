@@ -140,10 +140,30 @@ def check_frame_size(kp_detector: KPDetector, generator: MotionTransferGenerator
     for what, scale, blocks in nets:
         for size in (height, width):
             scaled = int(size * scale) if scale != 1 else size
+            if scaled < 2 ** blocks:  # 0 divides by anything, and an empty map reached the first conv
+                raise InputError(f"frame size {height}x{width} is too small for the {what} (it sees {scaled} px, "
+                                 f"and its {blocks} down-sampling steps need at least {2 ** blocks}); use larger "
+                                 "frames or change the config's num_blocks or scale_factor")
             if scaled % (2 ** blocks):
                 raise InputError(f"frame size {height}x{width} does not fit the {what} (it sees {scaled} px, which "
                                  f"must be divisible by {2 ** blocks}); resize the frames, e.g. to the config's "
                                  "image_shape")
+
+
+def check_discriminator_size(discriminator: Discriminator, height: int, width: int) -> None:
+    """Raise :class:`InputError` unless ``height x width`` frames, after the discriminator's ``scale_factor``, are
+    large enough for its blocks (each a valid 4x4 convolution, 3 pixels fewer, then a 2x2 average pool); too deep
+    a discriminator used to stop the first training step with a RuntimeError from a convolution."""
+    blocks = len(discriminator.down_blocks)
+    need = 5  # the last block: 4 for its convolution, then 2 for its pool
+    for _ in range(blocks - 1):
+        need = 2 * need + 3
+    scale = discriminator.scale_factor
+    seen = min(height, width) if scale == 1 else int(min(height, width) * scale)
+    if seen < need:
+        raise InputError(f"frame size {height}x{width} is too small for the discriminator: it sees {seen} px and "
+                         f"its {blocks} blocks need at least {need}; lower discriminator_params.num_blocks or "
+                         "raise its scale_factor")
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fomm.config import check_fields, check_shape, check_train_params, read_yaml
+from fomm.config import check_dataset_params, check_fields, check_run_sections, check_train_params, read_yaml
 from fomm.errors import ConfigError
 from fomm.models.x2face.model import X2FaceConfig
 
@@ -76,7 +76,7 @@ class X2FaceRunConfig:
         if unknown:
             raise ConfigError(f"{name}: model_params has unknown key(s) {unknown}; allowed: {sorted(allowed)} "
                               f"(is this an X2Face config?)")
-        check_fields(X2FaceConfig, mp, f"{name}: model_params")
+        check_fields(X2FaceConfig, mp, "model_params", name)
         try:
             model = X2FaceConfig(**mp)
         except (TypeError, ValueError) as exc:
@@ -84,11 +84,9 @@ class X2FaceRunConfig:
         for key in ("dataset_params", "train_params"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise ConfigError(f"{name}: {key} must be a mapping")
-        dataset = data.get("dataset_params") or {}
-        for key in ("frame_shape", "image_shape"):
-            if key in dataset:
-                check_shape(dataset[key], f"dataset_params.{key}", name)
+        check_dataset_params(data.get("dataset_params"), name)
         check_train_params(data.get("train_params"), name)
+        check_run_sections(data, name)
         return cls(model=model, raw=copy.deepcopy(data), name=name)
 
     @classmethod
