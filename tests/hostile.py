@@ -149,6 +149,40 @@ def growing_gif(width: int, height: int) -> bytes:
     raise AssertionError("the GIF Pillow wrote has no second frame")
 
 
+def big_frame_video(path: str | os.PathLike, side: int, grow: bool = False) -> Path:
+    """A one- or two-frame MJPEG ``.mkv`` with a black ``side`` x ``side`` frame (a few hundred KB: black compresses).
+
+    ``grow=False``: the container says ``side`` x ``side``, so a reader can refuse it from the header. ``grow=True``:
+    the container and the first frame say 64x64 and the second frame, coded by another encoder, is the big one, as
+    in a stream that changes size midway: only a check of each decoded frame catches it."""
+    import av
+    import numpy as np
+
+    def frame(n: int) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(np.zeros((n, n, 3), np.uint8), format="rgb24").reformat(format="yuvj420p")
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width = stream.height = 64 if grow else side
+        stream.pix_fmt = "yuvj420p"
+        if not grow:
+            container.mux(stream.encode(frame(side)))
+        else:
+            container.mux(stream.encode(frame(64)))
+            big = av.CodecContext.create("mjpeg", "w")
+            big.width = big.height = side
+            big.pix_fmt = "yuvj420p"
+            big.time_base = stream.codec_context.time_base
+            second = frame(side)
+            second.pts = 1
+            for packet in big.encode(second) + big.encode(None):
+                packet.stream, packet.pts, packet.dts = stream, 1, 1
+                container.mux(packet)
+        container.mux(stream.encode(None))
+    return path
+
+
 def _is_progress(line: str) -> bool:
     # tqdm bars are drawn on stderr with carriage returns; they are not messages.
     return "\r" in line or line.lstrip().startswith(("animate:", "preview:"))
@@ -159,5 +193,5 @@ def leftovers(folder: str | os.PathLike) -> list[str]:
     return sorted(str(p) for p in Path(folder).rglob(".*") if p.name not in (".", ".."))
 
 
-__all__ = ["Outcome", "assert_refused", "bomb_jpeg", "bomb_png", "growing_gif", "leftovers", "run_cli", "run_main",
-           "snapshot"]
+__all__ = ["Outcome", "assert_refused", "big_frame_video", "bomb_jpeg", "bomb_png", "growing_gif", "leftovers",
+           "run_cli", "run_main", "snapshot"]

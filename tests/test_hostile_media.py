@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 from helpers import alternating_times, huge_png, make_vfr_clip
-from hostile import assert_refused, bomb_jpeg, bomb_png
+from hostile import assert_refused, big_frame_video, bomb_jpeg, bomb_png
 from PIL import Image
 
 from fomm.io.reading import TIMESTAMPS_FILE
@@ -64,6 +64,38 @@ def test_driving_without_video_stream(media, tmp_path):
     out = tmp_path / "out.mp4"
     assert_refused(_animate(src, audio_only, out), inputs=[src, audio_only], outputs=[out],
                    match="has no video stream")
+
+
+@pytest.mark.parametrize("grow", [False, True], ids=["header", "second-frame"])
+def test_driving_video_with_frames_above_the_pixel_limit(media, tmp_path, grow):
+    """7200x7200 = 51.8 MP, just above the 50 MP images get: refused from the container header, or (a stream that
+    grows midway) at the frame, before it is converted to RGB."""
+    _, src, _ = media
+    big = big_frame_video(tmp_path / "big.mkv", 7200, grow=grow)
+    out = tmp_path / "out.mp4"
+    match = ("frame 1 is 7200x7200" if grow else "video frames are 7200x7200") + " = 51.8 MP, above fomm's limit"
+    assert_refused(_animate(src, big, out), inputs=[src, big], outputs=[out], match=match)
+    assert_refused(["composite", str(big), "-o", str(tmp_path / "c.mp4"), "--depth", str(src), "--stereo", "sbs",
+                    "-q"], inputs=[src, big], outputs=[tmp_path / "c.mp4"], match=match)
+
+
+def test_random_access_refuses_a_frame_above_the_pixel_limit(tmp_path):
+    from fomm.io.reading import FrameReader, InputError
+
+    reader = FrameReader(big_frame_video(tmp_path / "grow.mkv", 7200, grow=True))
+    assert reader.read([0])[0].shape == (64, 64, 3)
+    with pytest.raises(InputError, match="a frame is 7200x7200 = 51.8 MP, above fomm's limit"):
+        reader.read([1])
+
+
+def test_an_extreme_aspect_ratio_counts_at_its_display_size(media, monkeypatch):
+    """A tiny stored frame with a huge sample aspect ratio is shown (and resized to) a huge width."""
+    import fomm.io.reading as reading
+
+    _, _, drv = media
+    monkeypatch.setattr(reading, "_display_dims", lambda w, h, sar, rotation: (w * 200_000, h))
+    with pytest.raises(reading.InputError, match="video frames are shown at .* above fomm's limit"):
+        reading.probe_video(drv)
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.7])

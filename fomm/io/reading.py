@@ -31,7 +31,7 @@ import av
 import numpy as np
 
 from fomm.errors import InputError
-from fomm.io.image import IMAGE_EXTENSIONS, read_image, resize_uint8
+from fomm.io.image import IMAGE_EXTENSIONS, ImageTooLarge, check_pixels, read_image, resize_uint8
 
 #: Frame rate assumed for a still image or a frame folder that does not record its own rate.
 DEFAULT_FPS = Fraction(25)
@@ -163,13 +163,27 @@ def _frame_rotation(frame: av.VideoFrame) -> int:
     return (round(rot / 90) * 90) % 360
 
 
+def check_video_pixels(p: Path, width: int, height: int, what: str = "video frames are") -> None:
+    """Refuse frames above fomm's image pixel limit (:data:`fomm.io.image.MAX_IMAGE_PIXELS`) before any is converted.
+
+    FFmpeg itself accepts frames up to about 268 MP, and each is then converted to RGB (3 bytes a pixel) and
+    resized: a 16384x16384 clip costs 800 MB per frame before fomm sees it. Videos get the same limit as images."""
+    try:
+        check_pixels(str(p), width, height)
+    except ImageTooLarge as err:
+        raise InputError(f"{p}: {what} {err.dimensions}, above fomm's limit of {err.limit / 1e6:.3g} MP; "
+                         f"downscale it first (e.g. ffmpeg -i IN -vf scale=-2:1080 OUT)") from None
+
+
 def _decoded_frames(p: Path, container: av.container.InputContainer,
                     stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
-    """Decode ``stream`` frame by frame; FFmpeg errors become InputError naming the frame index."""
+    """Decode ``stream`` frame by frame; FFmpeg errors become InputError naming the frame index, and a frame above
+    the pixel limit (a stream may change size midway) is refused before it is converted."""
     index = 0
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():
+                check_video_pixels(p, frame.width, frame.height, f"frame {index} is")
                 yield frame
                 index += 1
     except av.error.FFmpegError as err:
@@ -306,6 +320,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
     with _open_input(p) as container:
         stream = _pick_video_stream(p, container)
+        if stream.codec_context.width and stream.codec_context.height:  # from the header: refused before decoding
+            check_video_pixels(p, stream.codec_context.width, stream.codec_context.height)
         first = next(_decoded_frames(p, container, stream), None)
         if first is None:
             raise InputError(f"{p}: video has no decodable frames")
@@ -330,6 +346,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             duration = float(num_frames / fps)
         has_audio = len(container.streams.audio) > 0
         dw, dh = _display_dims(width, height, sar, rotation)
+        check_video_pixels(p, dw, dh, "video frames are shown at")  # an extreme aspect ratio inflates the display size
         return VideoInfo(path=p, kind="video", width=width, height=height, display_width=dw, display_height=dh,
                          fps=float(fps), fps_fraction=fps, num_frames=num_frames, num_frames_exact=exact,
                          has_audio=has_audio, duration=duration, sample_aspect_ratio=sar, rotation=rotation,
@@ -450,6 +467,7 @@ class FrameReader:
         return self._start + int(round(index / self.info.fps_fraction / self._time_base))
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        check_video_pixels(self.path, frame.width, frame.height, "a frame is")
         return _finish(_frame_to_rgb(frame), _frame_rotation(frame), self.frame_hw)
 
     def read(self, indices: list[int] | tuple[int, ...] | np.ndarray) -> list[np.ndarray]:
