@@ -492,8 +492,9 @@ class FommConfig:
     # -- derived values -------------------------------------------------------------------------------------------
     @property
     def frame_shape(self) -> tuple[int, int, int]:
-        """``(H, W, C)`` the model was trained at (``dataset_params.frame_shape``, default 256x256x3)."""
-        shape = self.dataset_params.get("frame_shape", [256, 256, 3])
+        """``(H, W, C)`` the model was trained at: ``dataset_params.frame_shape``, else ``image_shape`` (which the
+        dataset falls back to as well, so a model animates at the size it trained at), else 256x256x3."""
+        shape = self.dataset_params.get("frame_shape", self.dataset_params.get("image_shape", [256, 256, 3]))
         return tuple(int(v) for v in shape)  # type: ignore[return-value]
 
     @property

@@ -32,6 +32,20 @@ def _rgb(h: int = 48, w: int = 64) -> np.ndarray:
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
+def test_formats_fomm_does_not_read_are_not_handed_to_their_plugins(tmp_path):
+    """Pillow has an EPS plugin that runs Ghostscript on the file when it is installed: an ``.eps`` renamed to
+    ``.jpg`` must be "not an image", never parsed by that plugin."""
+    eps = tmp_path / "photo.jpg"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nshowpage\n%%EOF\n")
+    with Image.open(eps) as img:  # Pillow on its own takes it
+        assert img.format == "EPS"
+    with pytest.raises(InputError, match="not an image or an unsupported image format"):
+        read_image(eps)
+    mpo = tmp_path / "phone.jpg"  # what Pillow calls many phones' JPEGs
+    Image.fromarray(_rgb()).save(mpo, format="MPO")
+    assert read_image(mpo).shape == (48, 64, 3)
+
+
 def test_rgb_png_exact(tmp_path):
     img = _rgb()
     Image.fromarray(img).save(tmp_path / "a.png")

@@ -53,3 +53,14 @@ def test_wrong_scalar_types_are_one_config_error(section, key, value, message):
     # The right types of the same keys load.
     good = {"align_deformation": True, "estimate_occlusion_map": False, "num_kp": 10, "temperature": 1}[key]
     FommConfig.from_dict({"model_params": {section: {key: good}}})
+
+
+def test_a_model_animates_at_the_image_shape_it_trained_at():
+    """The dataset falls back to ``image_shape`` when there is no ``frame_shape``; the model's size must too (it
+    used to animate at 256 whatever the config trained at)."""
+    cfg = FommConfig.from_dict({"model_params": {}, "dataset_params": {"image_shape": [64, 96, 3]}})
+    assert cfg.frame_shape == (64, 96, 3) and cfg.image_size == (64, 96)
+    both = FommConfig.from_dict({"model_params": {},
+                                 "dataset_params": {"frame_shape": [128, 128, 3], "image_shape": [64, 96, 3]}})
+    assert both.frame_shape == (128, 128, 3)
+    assert FommConfig.from_dict({"model_params": {}}).frame_shape == (256, 256, 3)

@@ -40,6 +40,9 @@ from fomm.errors import InputError, OutputError
 from fomm.io.atomic import atomic_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: The Pillow formats fomm decodes (JPEG covers the multi-picture JPEGs many phones write; GIF is for frame strips).
+#: Pillow would otherwise try every plugin it has, EPS included, which runs Ghostscript on the file when installed.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF")
 DEFAULT_MIN_SIZE = 32
 #: Largest image :func:`read_image` decodes, in pixels (width x height): 50 MP, e.g. 8660x5773, more than any
 #: phone or DSLR photo today; decoding one peaks near 1 GB. Larger images are refused from their header; downscale
@@ -130,7 +133,7 @@ def _header_size(fp: BinaryIO, filename: str) -> tuple[int, int] | None:
     Image.init()
     fp.seek(0)
     prefix = fp.read(16)
-    for fmt in Image.ID:
+    for fmt in (f for f in Image.ID if f in IMAGE_FORMATS):
         factory, accept = Image.OPEN[fmt]
         if accept is not None and not accept(prefix):
             continue
@@ -205,7 +208,8 @@ def open_image(source: ImageSource, *, name: str | None = None, max_pixels: int 
         with warnings.catch_warnings():
             # Our own limit decides (below); Pillow's bomb warning is not for the user's eyes.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(src)  # lazy: reads the header only
+            Image.init()  # registers every plugin, so the names in IMAGE_FORMATS resolve (once; cheap after)
+            img = Image.open(src, formats=IMAGE_FORMATS)  # lazy: reads the header only
     except UnidentifiedImageError:
         raise InputError(f"{name}: not an image or an unsupported image format{hint}") from None
     except Image.DecompressionBombError as err:
