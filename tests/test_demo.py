@@ -773,3 +773,16 @@ def test_a_bad_plate_or_model_gives_one_line_before_any_work(tiny_model, tmp_pat
                          depth=settings)
         assert "\n" not in str(err.value) and str(tmp_path) not in str(err.value)
         assert list(job.iterdir()) == []  # refused before anything was written
+
+
+def test_messages_name_the_pages_controls_not_command_line_flags(monkeypatch):
+    """The no-face refusal comes from the library, which speaks of ``--auto-crop``; the page has a checkbox."""
+    import fomm.crop.paste as paste
+    from fomm.demo.app import ui_message
+
+    monkeypatch.setattr(paste, "find_face_box", lambda image, backend: None)
+    with pytest.raises(InputError) as err:
+        paste.auto_crop_image(np.zeros((64, 64, 3), np.uint8))
+    assert "--auto-crop" in str(err.value)
+    shown = ui_message(err.value)
+    assert "--" not in shown and "untick 'Auto-crop the face'" in shown and shown.startswith("no face found")

@@ -153,8 +153,22 @@ def _allowed_roots() -> list[Path]:
     return [Path(get_upload_folder()), examples_dir()]
 
 
+#: Command-line wording in the library's messages, and what the page calls the same control.
+AUTO_CROP_LABEL = "Auto-crop the face"
+_CLI_TO_PAGE = (("run without --auto-crop", f"untick '{AUTO_CROP_LABEL}'"),)
+
+
+def ui_message(err: Exception) -> str:
+    """The one-line message for the page: the library's, with command-line flags it names replaced by the page's
+    own controls (the no-face message says ``run without --auto-crop``, which means nothing on the page)."""
+    text = str(err)
+    for cli, page in _CLI_TO_PAGE:
+        text = text.replace(cli, page)
+    return text
+
+
 def _ui_error(err: Exception) -> gr.Error:
-    return gr.Error(str(err), print_exception=False)
+    return gr.Error(ui_message(err), print_exception=False)
 
 
 def _plate_path(plate: str | None, roots: list[Path]) -> Path | None:
@@ -375,7 +389,7 @@ def build_app(models: Iterable[ModelChoice] | Mapping[str, Any] | None = None, *
                                               "copy the pose (same person)")
                     adapt_in = gr.Checkbox(True, label="Adapt movement scale")
                     best_in = gr.Checkbox(False, label="Find best frame (face landmarks)")
-                    crop_in = gr.Checkbox(False, label="Auto-crop the face", visible=crop_ok)
+                    crop_in = gr.Checkbox(False, label=AUTO_CROP_LABEL, visible=crop_ok)
                     run_btn = gr.Button("Animate", variant="primary", elem_id="run")
             with gr.Accordion("Depth & 3D", open=False, elem_id="depth3d"):
                 gr.Markdown("Effects made from the photo's depth, moved with the animation (estimated offline; "
