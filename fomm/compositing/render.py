@@ -316,6 +316,18 @@ def _row_neighbours(holes: torch.Tensor, w: int) -> tuple[torch.Tensor, ...]:
     return first - 1, first % w != 0, last + 1, last % w != w - 1
 
 
+def _row_candidates(holes: torch.Tensor, flat_depth: torch.Tensor,
+                    w: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The left and right fill candidates of each hole for :func:`_farthest_nearest`: ``(src, depth, distance)``
+    per direction, ``[n]`` each, inf where the row has no solid pixel on that side. ``flat_depth`` is indexed by
+    the same flat indices as ``holes``."""
+    left, has_left, right, has_right = _row_neighbours(holes, w)
+    last = flat_depth.numel() - 1
+    return [(src, torch.where(ok, flat_depth[src.clamp(0, last)], torch.inf),
+             torch.where(ok, (src - holes).abs().to(flat_depth.dtype), torch.inf))
+            for src, ok in ((left, has_left), (right, has_right))]
+
+
 def _farthest_nearest(cands: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                       tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Of the candidates ``(src [n], depth [n], distance [n])`` (inf where a direction has none), the farthest
@@ -352,10 +364,7 @@ def background_fill(image: torch.Tensor, depth: torch.Tensor, solid: torch.Tenso
     if holes.numel() == 0:
         return image, depth
     flat_depth = depth.reshape(-1)
-    left, has_left, right, has_right = _row_neighbours(holes, w)
-    cands = [(src, torch.where(ok, flat_depth[src.clamp(0, b * h * w - 1)], torch.inf),
-              torch.where(ok, (src - holes).abs().to(depth.dtype), torch.inf))
-             for src, ok in ((left, has_left), (right, has_right))]
+    cands = _row_candidates(holes, flat_depth, w)
     if vertical:
         hb, rest = holes // (h * w), holes % (h * w)
         hy, hx = rest // w, rest % w
@@ -548,12 +557,7 @@ def _fill_rows(values: torch.Tensor, coverage: torch.Tensor, w: int, tolerance: 
     if holes.numel() == 0:
         return values
     c, n = values.shape[0] - 1, values.shape[1]
-    depth = values[c]
-    left, has_left, right, has_right = _row_neighbours(holes, w)
-    cands = [(src, torch.where(ok, depth[src.clamp(0, n - 1)], torch.inf),
-              torch.where(ok, (src - holes).abs().to(values.dtype), torch.inf))
-             for src, ok in ((left, has_left), (right, has_right))]
-    src, found = _farthest_nearest(cands, tolerance)
+    src, found = _farthest_nearest(_row_candidates(holes, values[c], w), tolerance)
     fill = values[:, src.clamp(0, n - 1)] * found
     values[:, holes] = values[:, holes] + (1.0 - coverage[holes]) * fill
     return values
