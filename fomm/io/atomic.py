@@ -130,6 +130,7 @@ class AtomicFile(_AtomicTarget):
         self.tmp = None
         return self.path
 
+
 class AtomicDir(_AtomicTarget):
     """A temporary folder beside ``path`` that replaces ``path`` on :meth:`commit` (see :func:`atomic_dir`)."""
 
